@@ -1,0 +1,57 @@
+//! `GET /admin/status`: a JSON view of every route and pool of the running config, for
+//! people and scripts during an incident. Built on demand from the snapshot and metric
+//! handles; never on the request path.
+
+use crate::runtime::Runtime;
+use serde_json::{json, Value};
+
+pub fn status(rt: &Runtime) -> Value {
+    let routes: Vec<Value> = rt
+        .routes
+        .iter()
+        .map(|r| {
+            let rejections: serde_json::Map<String, Value> = r
+                .metrics
+                .rejection_counts()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            json!({
+                "name": r.spec.name,
+                "pool": r.spec.pool,
+                "priority": r.spec.priority.as_str(),
+                "cost": r.spec.cost,
+                "switch": "on",
+                "requests_total": r.metrics.total_requests(),
+                "rejections_total": rejections,
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = rt
+        .pools
+        .iter()
+        .map(|p| {
+            let endpoints: Vec<Value> = p
+                .endpoints
+                .iter()
+                .map(|(label, addr, _)| json!({ "endpoint": label, "up": p.endpoint_up(addr) }))
+                .collect();
+            json!({
+                "name": p.name(),
+                "limit": p.bulkhead.max_inflight(),
+                "max_inflight": p.bulkhead.max_inflight(),
+                "inflight": p.bulkhead.inflight(),
+                "queue": { "depth": p.bulkhead.queued(), "max": p.bulkhead.queue_max(),
+                           "timeout_ms": p.spec.queue_timeout.as_millis() as u64 },
+                "health_check": p.spec.health_check.as_ref().map(|h| json!({
+                    "path": h.path, "interval_ms": h.interval.as_millis() as u64 })),
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    json!({
+        "config": rt.config.source.as_ref().map(|p| p.display().to_string()),
+        "routes": routes,
+        "pools": pools,
+        "unrouted": { "requests_total": rt.unrouted.total_requests() },
+    })
+}

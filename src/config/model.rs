@@ -1,0 +1,146 @@
+//! Validated config: every value checked, parsed and compiled (durations, regexes, value
+//! lists read from files). These types never derive `Deserialize`; they are only built by
+//! `validate.rs`, so holding one means the config is sound. `runtime.rs` turns them into the
+//! live snapshot (router, pools with connections and health checks, metric handles).
+
+use regex::Regex;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this config was read from (reload re-reads it).
+    pub source: Option<PathBuf>,
+    pub server: ServerSpec,
+    pub pools: Vec<PoolSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub name: String,
+    /// As written (for metrics labels and status) and as resolved at load time.
+    pub endpoints: Vec<(String, SocketAddr)>,
+    pub max_inflight: usize,
+    pub queue_max: usize,
+    pub queue_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub host: Option<String>,
+    pub healthy_threshold: usize,
+    pub unhealthy_threshold: usize,
+}
+
+/// Request priority: who is shed first when a pool is under pressure (the adaptive limiter
+/// uses it; see README for what is implemented).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Sheddable = 0,
+    Low = 1,
+    Normal = 2,
+    High = 3,
+    Critical = 4,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Priority> {
+        Some(match s {
+            "critical" => Priority::Critical,
+            "high" => Priority::High,
+            "normal" => Priority::Normal,
+            "low" => Priority::Low,
+            "sheddable" => Priority::Sheddable,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+            Priority::Sheddable => "sheddable",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub pool: String,
+    pub priority: Priority,
+    pub cost: u32,
+    pub matcher: MatchSpec,
+}
+
+/// All given conditions must hold. An empty `MatchSpec` matches every request.
+#[derive(Debug, Clone, Default)]
+pub struct MatchSpec {
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    /// Unanchored search on the path (write `^...$` to anchor), like nginx's `location ~`.
+    pub path_regex: Option<Regex>,
+    pub host: Option<HostMatch>,
+    /// Upper-case method names; empty means any method.
+    pub methods: Vec<String>,
+    /// Lower-case header names.
+    pub headers: Vec<(String, ValueMatch)>,
+    /// Decoded query parameter names.
+    pub query: Vec<(String, ValueMatch)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Lower-case host without port.
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches any host ending with it.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    /// Whole value, case-sensitive.
+    Equals(String),
+    /// Whole value, case-insensitive; values stored lower-case. `source` names the file
+    /// for `one_of_file`, for status and diagnostics.
+    OneOf {
+        values: Arc<HashSet<String>>,
+        source: Option<PathBuf>,
+    },
+    /// Anchored to the whole value.
+    Regex(Regex),
+    /// The header or parameter is present, whatever its value.
+    Present,
+}
+
+impl ValueMatch {
+    /// Same condition (used by the unreachable-route check). Regexes compare by source.
+    pub fn same_as(&self, other: &ValueMatch) -> bool {
+        match (self, other) {
+            (ValueMatch::Equals(a), ValueMatch::Equals(b)) => a == b,
+            (ValueMatch::OneOf { values: a, .. }, ValueMatch::OneOf { values: b, .. }) => a == b,
+            (ValueMatch::Regex(a), ValueMatch::Regex(b)) => a.as_str() == b.as_str(),
+            (ValueMatch::Present, ValueMatch::Present) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! levee: an adaptive load-shedding reverse proxy on Pingora. The binary (`main.rs`) only
+//! wires the CLI; everything else lives here so tests and benches use the same code.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod pools;
+pub mod proxy;
+pub mod ratelog;
+pub mod reason;
+pub mod respond;
+pub mod routing;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,5 @@
+//! The `levee` binary: process wiring only (see `cli.rs`).
+
+fn main() {
+    std::process::exit(levee::cli::main());
+}

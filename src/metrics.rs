@@ -1,0 +1,197 @@
+//! Prometheus metrics (DESIGN.md §3). The registry is owned by `Metrics` and passed in, never
+//! a global. Label sets are resolved into handles once per config (`RouteMetrics`,
+//! `PoolMetrics`), so the request path only increments atomics: no hashing, no allocation.
+
+use crate::reason::Reason;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets (seconds): 1ms to 10s, dense where proxies and PDP caches live.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    rejections: IntCounterVec,
+    duration: HistogramVec,
+    inflight: IntGaugeVec,
+    limit: IntGaugeVec,
+    queued: IntGaugeVec,
+    endpoint_up: IntGaugeVec,
+    upstream_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+/// Handles for one route, resolved once per config.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+    rejections: [IntCounter; Reason::REJECTIONS.len()],
+}
+
+/// Handles for one pool, resolved once per config.
+#[derive(Clone)]
+pub struct PoolMetrics {
+    pub inflight: IntGauge,
+    pub limit: IntGauge,
+    pub queued: IntGauge,
+    upstream_errors: [IntCounter; Reason::UPSTREAM.len()],
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric names and label sets below are static and valid; registration of a name twice
+    // is the only failure, and `Metrics::new` registers each once.
+    r.unwrap_or_else(|e| panic!("metric definition is invalid: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(c.clone())));
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "levee_request_duration_seconds",
+                "Time from request head received to response finished, per route.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        ));
+        must(registry.register(Box::new(duration.clone())));
+        Metrics {
+            requests: counter(
+                "levee_requests_total",
+                "Responses levee sent, per route and status class.",
+                &["route", "status_class"],
+            ),
+            rejections: counter(
+                "levee_rejections_total",
+                "Requests levee answered itself instead of proxying, per route and reason.",
+                &["route", "reason"],
+            ),
+            duration,
+            inflight: gauge(
+                "levee_upstream_inflight",
+                "Requests holding a slot of the pool's bulkhead.",
+                &["pool"],
+            ),
+            limit: gauge(
+                "levee_concurrency_limit",
+                "Current concurrency limit of the pool (max_inflight while the limit is static).",
+                &["pool"],
+            ),
+            queued: gauge(
+                "levee_pool_queue_depth",
+                "Requests waiting for a slot of the pool's bulkhead.",
+                &["pool"],
+            ),
+            endpoint_up: gauge(
+                "levee_endpoint_up",
+                "1 when the endpoint passes health checks (or has none), else 0.",
+                &["pool", "endpoint"],
+            ),
+            upstream_errors: counter(
+                "levee_upstream_errors_total",
+                "Upstream failures answered with 502/503/504, per pool and reason.",
+                &["pool", "reason"],
+            ),
+            config_reloads: counter(
+                "levee_config_reloads_total",
+                "Config reloads, per result.",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            by_class: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[route, c])),
+            duration: self.duration.with_label_values(&[route]),
+            rejections: Reason::REJECTIONS
+                .map(|r| self.rejections.with_label_values(&[route, r.as_str()])),
+        }
+    }
+
+    pub fn pool(&self, pool: &str) -> PoolMetrics {
+        PoolMetrics {
+            inflight: self.inflight.with_label_values(&[pool]),
+            limit: self.limit.with_label_values(&[pool]),
+            queued: self.queued.with_label_values(&[pool]),
+            upstream_errors: Reason::UPSTREAM
+                .map(|r| self.upstream_errors.with_label_values(&[pool, r.as_str()])),
+        }
+    }
+
+    pub fn endpoint_up(&self, pool: &str, endpoint: &str) -> IntGauge {
+        self.endpoint_up.with_label_values(&[pool, endpoint])
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteMetrics {
+    /// Count one finished response: its status class and its duration.
+    pub fn observe(&self, status: u16, secs: f64) {
+        let class = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
+        };
+        self.by_class[class].inc();
+        self.duration.observe(secs);
+    }
+
+    pub fn reject(&self, reason: Reason) {
+        if let Some(i) = reason.rejection_index() {
+            self.rejections[i].inc();
+        }
+    }
+
+    /// Rejections so far, per reason (for /admin/status).
+    pub fn rejection_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Reason::REJECTIONS
+            .iter()
+            .zip(self.rejections.iter())
+            .map(|(r, c)| (r.as_str(), c.get()))
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.by_class.iter().map(|c| c.get()).sum()
+    }
+}
+
+impl PoolMetrics {
+    pub fn upstream_error(&self, reason: Reason) {
+        if let Some(i) = reason.upstream_index() {
+            self.upstream_errors[i].inc();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The one vocabulary for answers levee gives itself (DESIGN.md §4): each reason maps to a
+//! status code, the `x-levee-reason` header value, whether it is counted as a rejection in
+//! `levee_rejections_total` or as an upstream failure in `levee_upstream_errors_total`, and
+//! whether the answer carries `Retry-After`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No route matched (404).
+    NoRoute,
+    /// The pool's bulkhead and its queue are full (503).
+    Overloaded,
+    /// Waited in the pool's queue for `queue.timeout` without a slot (503).
+    QueueTimeout,
+    /// Could not connect to any endpoint of the pool (502).
+    UpstreamConnectFailed,
+    /// The upstream did not answer within `request_timeout` (504).
+    UpstreamTimeout,
+    /// The upstream broke the exchange (reset, malformed response) (502).
+    UpstreamError,
+    /// Every endpoint of the pool is marked down by health checks (503).
+    NoHealthyUpstream,
+}
+
+impl Reason {
+    /// Rejections, in `levee_rejections_total{reason}` label order.
+    pub const REJECTIONS: [Reason; 3] = [Reason::NoRoute, Reason::Overloaded, Reason::QueueTimeout];
+    /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
+    pub const UPSTREAM: [Reason; 4] = [
+        Reason::UpstreamConnectFailed,
+        Reason::UpstreamTimeout,
+        Reason::UpstreamError,
+        Reason::NoHealthyUpstream,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no_route",
+            Reason::Overloaded => "overloaded",
+            Reason::QueueTimeout => "queue_timeout",
+            Reason::UpstreamConnectFailed => "upstream_connect_failed",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamError => "upstream_error",
+            Reason::NoHealthyUpstream => "no_healthy_upstream",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::NoRoute => 404,
+            Reason::Overloaded | Reason::QueueTimeout | Reason::NoHealthyUpstream => 503,
+            Reason::UpstreamConnectFailed | Reason::UpstreamError => 502,
+            Reason::UpstreamTimeout => 504,
+        }
+    }
+
+    /// Index into the per-route rejection counters, or `None` for upstream failures.
+    pub fn rejection_index(self) -> Option<usize> {
+        Self::REJECTIONS.iter().position(|r| *r == self)
+    }
+
+    /// Index into the per-pool upstream error counters, or `None` for rejections.
+    pub fn upstream_index(self) -> Option<usize> {
+        Self::UPSTREAM.iter().position(|r| *r == self)
+    }
+
+    /// Base `Retry-After` in seconds for 429/503 answers, before jitter.
+    pub fn retry_after_secs(self) -> Option<u64> {
+        match self.status() {
+            429 | 503 => Some(1),
+            _ => None,
+        }
+    }
+}

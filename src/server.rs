@@ -1,0 +1,82 @@
+//! Process wiring for `levee run`: build the runtime from a validated config and start the
+//! Pingora server with three services — the data-plane proxy on `listen`, the admin app on
+//! `admin_listen`, and a background service that runs pool health checks.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pools::health;
+use crate::proxy::LeveeProxy;
+use crate::runtime::{Runtime, Shared};
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Starts health checks for every pool, then marks levee ready.
+struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Supervisor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let rt = self.shared.current.load_full();
+        for pool in &rt.pools {
+            if pool.spec.health_check.is_some() {
+                tokio::spawn(health::run(Arc::downgrade(pool)));
+            }
+        }
+        drop(rt);
+        self.shared.ready.store(true, Ordering::Release);
+        let _ = shutdown.changed().await;
+        self.shared.ready.store(false, Ordering::Release);
+    }
+}
+
+/// Build everything and serve until a signal stops the process. Never returns.
+pub fn run(config: Config) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let server_spec = config.server.clone();
+    let rt = Runtime::build(config, &metrics)?;
+    let shared = Shared::new(rt, metrics);
+
+    let conf = ServerConf {
+        threads: server_spec.threads,
+        // Stop accepting at once on SIGTERM and give in-flight requests time to finish.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        LeveeProxy {
+            shared: shared.clone(),
+        },
+        "levee proxy",
+    );
+    proxy.add_tcp(&server_spec.listen.to_string());
+
+    let mut admin = Service::new(
+        "levee admin".to_string(),
+        pingora_core::apps::http_app::HttpServer::new_app(AdminApp {
+            shared: shared.clone(),
+        }),
+    );
+    admin.add_tcp(&server_spec.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    let supervisor = background_service("levee supervisor", Supervisor { shared });
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(supervisor);
+    tracing::info!(listen = %server_spec.listen, admin = %server_spec.admin_listen, "levee starting");
+    server.run_forever()
+}
