@@ -258,3 +258,29 @@ async fn admin_endpoints() {
     assert_eq!(s["pools"][0]["max_inflight"], 64);
     assert_eq!(s["pools"][0]["endpoints"][0]["up"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_retries_the_next_endpoint() {
+    let closed: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let good = named_origin("good").await;
+    let levee = Levee::start(&one_pool_two(closed, good)).await;
+    // No health check: the dead endpoint stays in rotation, so every other request tries it
+    // first and must be retried on the good one.
+    for _ in 0..6 {
+        let r = get(levee.proxy, "/", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-origin"), Some("good"));
+    }
+    let m = levee.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"levee_requests_total{route="web",status_class="2xx"}"#
+        ),
+        Some(6.0)
+    );
+}
+
+fn one_pool_two(a: std::net::SocketAddr, b: std::net::SocketAddr) -> String {
+    format!("[pools.web]\nendpoints = [\"{a}\", \"{b}\"]\nconnect_timeout = \"200ms\"\n\n[[routes]]\nname = \"web\"\npool = \"web\"\n")
+}

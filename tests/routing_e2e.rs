@@ -100,7 +100,8 @@ match = { path_prefix = "/" }
     )
     .await;
     let p = levee.proxy;
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("GET", "/exact", &[], "exact"),
         ("GET", "/exact/more", &[], "fallback"),
         ("GET", "/search?q=Red+Shoes", &[], "q_equals"),

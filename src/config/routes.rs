@@ -152,7 +152,7 @@ fn validate_match(m: &RawMatch, base: &str, base_dir: &Path, d: &mut Diags) -> O
         }
     }
     if let Some(re) = &m.path_regex {
-        match compile(re) {
+        match compile(re, re) {
             Ok(r) => spec.path_regex = Some(r),
             Err(e) => {
                 d.error(p("path_regex"), e);
@@ -165,7 +165,18 @@ fn validate_match(m: &RawMatch, base: &str, base_dir: &Path, d: &mut Diags) -> O
         let valid = !h.is_empty()
             && h.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.*_:[]".contains(&b));
-        if !valid || h[1..].contains('*') || (h.starts_with('*') && !h.starts_with("*.")) {
+        let has_port = h
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.contains(']'));
+        if has_port {
+            d.error(
+                p("host"),
+                format!(
+                    "bad host {h:?}: leave the port out (levee compares hosts without their port)"
+                ),
+            );
+            ok = false;
+        } else if !valid || h[1..].contains('*') || (h.starts_with('*') && !h.starts_with("*.")) {
             d.error(
                 p("host"),
                 format!("bad host {h:?}: a host name, or \"*.example.com\" for any subdomain"),
@@ -297,7 +308,7 @@ fn value_match(
         };
     }
     if let Some(re) = &vm.regex {
-        return match compile(&format!("^(?:{re})$")) {
+        return match compile(&format!("^(?:{re})$"), re) {
             Ok(r) => Some(ValueMatch::Regex(r)),
             Err(e) => {
                 d.error(p("regex"), e);
@@ -315,11 +326,22 @@ fn value_match(
     Some(ValueMatch::Present)
 }
 
-fn compile(re: &str) -> Result<Regex, String> {
+/// Compile `re`; errors name `shown` (what the user wrote) and the parser's last line, which
+/// says what is wrong ("unclosed group"): its multi-line caret drawing does not fit one line.
+fn compile(re: &str, shown: &str) -> Result<Regex, String> {
     regex::RegexBuilder::new(re)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("bad regex: {}", e.to_string().replace('\n', " ")))
+        .map_err(|e| {
+            let text = e.to_string();
+            let what = text
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches("error: ");
+            format!("bad regex {shown:?}: {what}")
+        })
 }
 
 /// Does `a` (earlier) match every request that `b` (later) matches? Conservative: true only

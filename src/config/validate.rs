@@ -96,34 +96,75 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
     })
 }
 
-/// Decode one table into `T`, reporting every bad key: if the whole table fails, each key is
-/// decoded alone and every failure is reported with its full path.
+/// Decode one table into `T`, reporting every bad key. If the whole table fails, each leaf
+/// (a non-table value, with the keys leading to it) is decoded alone, so an unknown key deep
+/// in `match` does not hide a bad regex beside it; the good leaves are then decoded together.
+/// Raw types have only optional fields, so a lone leaf fails only for its own fault.
 pub(super) fn decode<T: DeserializeOwned + Default>(
     value: &toml::Value,
     path: &str,
     d: &mut Diags,
 ) -> T {
-    let whole = serde_path_to_error::deserialize::<_, T>(value.clone());
-    let err = match whole {
+    let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
         Ok(t) => return t,
         Err(e) => e,
     };
-    let toml::Value::Table(table) = value else {
+    if !matches!(value, toml::Value::Table(_)) {
         report(path, err, d);
         return T::default();
-    };
-    let mut good = toml::Table::new();
-    for (k, v) in table {
-        let mut one = toml::Table::new();
-        one.insert(k.clone(), v.clone());
-        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(one)) {
-            Ok(_) => {
-                good.insert(k.clone(), v.clone());
+    }
+    let mut leaves = Vec::new();
+    collect_leaves(value, &mut Vec::new(), &mut leaves);
+    let mut good = toml::Value::Table(toml::Table::new());
+    let mut reported: Vec<String> = Vec::new();
+    for (keys, leaf) in leaves {
+        let mut alone = toml::Value::Table(toml::Table::new());
+        insert_at(&mut alone, &keys, leaf.clone());
+        match serde_path_to_error::deserialize::<_, T>(alone) {
+            Ok(_) => insert_at(&mut good, &keys, leaf),
+            Err(e) => {
+                let key = format!("{}{}", e.path(), e.inner().message());
+                if !reported.contains(&key) {
+                    reported.push(key);
+                    report(path, e, d);
+                }
             }
-            Err(e) => report(path, e, d),
         }
     }
-    serde_path_to_error::deserialize::<_, T>(toml::Value::Table(good)).unwrap_or_default()
+    serde_path_to_error::deserialize::<_, T>(good).unwrap_or_default()
+}
+
+fn collect_leaves(
+    v: &toml::Value,
+    keys: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, toml::Value)>,
+) {
+    match v {
+        toml::Value::Table(t) if !t.is_empty() => {
+            for (k, child) in t {
+                keys.push(k.clone());
+                collect_leaves(child, keys, out);
+                keys.pop();
+            }
+        }
+        _ => out.push((keys.clone(), v.clone())),
+    }
+}
+
+fn insert_at(root: &mut toml::Value, keys: &[String], leaf: toml::Value) {
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for k in parents {
+        let toml::Value::Table(t) = cur else { return };
+        cur = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    if let toml::Value::Table(t) = cur {
+        t.insert(last.clone(), leaf);
+    }
 }
 
 fn report(base: &str, e: serde_path_to_error::Error<toml::de::Error>, d: &mut Diags) {
@@ -143,8 +184,12 @@ fn report(base: &str, e: serde_path_to_error::Error<toml::de::Error>, d: &mut Di
     // serde names the unknown key only in the message; put it in the path too.
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(end) = rest.find('`') {
-            path.push('.');
-            path.push_str(&key_seg(&rest[..end]));
+            let key = key_seg(&rest[..end]);
+            // serde_path_to_error's path may already end with the key.
+            if !path.ends_with(&format!(".{key}")) {
+                path.push('.');
+                path.push_str(&key);
+            }
             let expected = rest[end + 1..].trim_start_matches(", ");
             d.error(path, format!("unknown key `{}`, {expected}", &rest[..end]));
             return;

@@ -141,7 +141,7 @@ mod tests {
         let b = Arc::new(bulkhead(1, 4));
         let held = b.acquire().await.unwrap();
         let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.acquire().await.map(|p| drop(p)) });
+        let waiter = tokio::spawn(async move { b2.acquire().await.map(drop) });
         tokio::task::yield_now().await;
         drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));

@@ -129,6 +129,13 @@ impl ProxyHttp for LeveeProxy {
         let endpoints = ctx.route.as_ref().map_or(1, |r| r.spec_endpoints());
         if errors::is_connect_failure(&e) && ctx.connect_attempts < endpoints.min(3) {
             e.set_retry(true);
+            if let Some(suppressed) = self.shared.log.admit() {
+                tracing::warn!(
+                    route = ctx.route_name(),
+                    suppressed,
+                    "connect failed, trying the next endpoint: {e}"
+                );
+            }
         }
         e
     }
@@ -186,6 +193,14 @@ impl ProxyHttp for LeveeProxy {
                 reason.status()
             }
             Outcome::Status(code) => {
+                if let Some(suppressed) = self.shared.log.admit() {
+                    tracing::info!(
+                        route = ctx.route_name(),
+                        status = code,
+                        suppressed,
+                        "request failed: {e}"
+                    );
+                }
                 if !already_sent {
                     let _ = session.respond_error(code).await;
                 }
@@ -197,6 +212,22 @@ impl ProxyHttp for LeveeProxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// Pingora would log every failed request at error level: a flood of failures would flood
+    /// the disk. levee logs them itself, rate-limited (`note`), so Pingora's lines are off.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        true
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+        _error: &Error,
+        _context: pingora_proxy::ProxyWarnLogContext,
+    ) -> bool {
+        true
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {

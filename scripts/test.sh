@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command (README): installs what the tests need, then format check, clippy,
+# the whole test suite, and `levee check` over every config in conf/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)          # builds libz-ng for pingora
+command -v promtool >/dev/null || need+=(prometheus)  # promtool check metrics
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo build --bins
+cargo test --all-targets
+for f in conf/*.toml; do
+  ./target/debug/levee check -c "$f"
+done
