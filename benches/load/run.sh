@@ -13,7 +13,9 @@
 # Usage:  benches/load/run.sh                  (DURATION=10 ROUNDS=3 by default)
 #         DURATION=10 ROUNDS=3 CONNS=32 benches/load/run.sh
 # Env:    DURATION (s, per wrk run), ROUNDS, CONNS (wrk -c), WARMUP (s, per proxy, once),
-#         PROXY_CPU, LOAD_CPU, BASE_PORT (uses BASE_PORT..BASE_PORT+4), SKIP_BUILD=1
+#         PROXY_CPU, LOAD_CPU, BASE_PORT (uses BASE_PORT..BASE_PORT+4), SKIP_BUILD=1,
+#         RUST_PRELOAD (a malloc library LD_PRELOADed into levee and bare only, e.g.
+#         /usr/lib/x86_64-linux-gnu/libmimalloc.so.2: the allocator experiment in RESULTS.md)
 # Needs:  wrk, nginx, taskset, curl (apt-get install wrk nginx-light util-linux curl)
 # Output: benches/load/out/<timestamp>/ (raw wrk output, configs, logs, results.tsv,
 #         summary.md); the markdown summary is also printed, ready for benches/RESULTS.md.
@@ -29,6 +31,11 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18400}
 REQ_PATH=${REQ_PATH:-/api/catalog/items?id=42}
+RUST_PRELOAD=${RUST_PRELOAD:-}
+if [[ -n $RUST_PRELOAD && ! -r $RUST_PRELOAD ]]; then
+    echo "run.sh: RUST_PRELOAD=$RUST_PRELOAD is not a readable file" >&2
+    exit 2
+fi
 
 for v in DURATION ROUNDS CONNS WARMUP PROXY_CPU LOAD_CPU BASE_PORT; do
     if ! [[ ${!v} =~ ^[0-9]+$ ]]; then
@@ -308,13 +315,13 @@ cp "$TMP/levee.toml" "$OUT/levee.toml"
     cat "$OUT/levee-check.log" >&2
     exit 1
 }
-RUST_LOG=${RUST_LOG:-warn} taskset -c "$PROXY_CPU" "$LEVEE_BIN" run -c "$TMP/levee.toml" \
-    >"$OUT/levee.log" 2>&1 &
+RUST_LOG=${RUST_LOG:-warn} LD_PRELOAD=$RUST_PRELOAD taskset -c "$PROXY_CPU" "$LEVEE_BIN" run \
+    -c "$TMP/levee.toml" >"$OUT/levee.log" 2>&1 &
 LEVEE_PID=$!
 PIDS+=("$LEVEE_PID")
 
-taskset -c "$PROXY_CPU" "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT" 1 \
-    >"$OUT/bare.log" 2>&1 &
+LD_PRELOAD=$RUST_PRELOAD taskset -c "$PROXY_CPU" "$BARE_BIN" "127.0.0.1:$BARE_PORT" \
+    "127.0.0.1:$UP_PORT" 1 >"$OUT/bare.log" 2>&1 &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
 
@@ -361,7 +368,8 @@ CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $NCPU CPU(s), $CPU_MODEL"
-    echo "command: DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP benches/load/run.sh"
+    echo "command: DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP" \
+        "${RUST_PRELOAD:+RUST_PRELOAD=$RUST_PRELOAD }benches/load/run.sh"
     echo "proxies on CPU $PROXY_CPU; upstream nginx + wrk on CPU $LOAD_CPU; CLK_TCK=$CLK_TCK"
     echo "wrk: taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s http://127.0.0.1:PORT$REQ_PATH"
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
