@@ -76,7 +76,6 @@ impl Router {
         let mut cands = Candidates::new();
         self.index.lookup(req.path, &mut cands);
         cands.extend_from_slice(&self.always);
-        let from_index = cands.len();
         if let Some(set) = &self.regex_set {
             for m in set.matches(req.path).iter() {
                 cands.push(self.regex_routes[m]);
@@ -84,7 +83,6 @@ impl Router {
         }
         // Remember which candidates came from the regex set before sorting.
         let regex_known = |i: u32| self.regex_routes.binary_search(&i).is_ok();
-        let _ = from_index;
         cands.sort_unstable();
         cands.dedup();
         cands.into_iter().map(|i| i as usize).find(|&i| {
