@@ -33,7 +33,7 @@ pub fn status(rt: &Runtime) -> Value {
             let endpoints: Vec<Value> = p
                 .endpoints
                 .iter()
-                .map(|(label, addr, _)| json!({ "endpoint": label, "up": p.endpoint_up(addr) }))
+                .map(|e| json!({ "endpoint": e.label, "up": e.is_up() }))
                 .collect();
             json!({
                 "name": p.name(),

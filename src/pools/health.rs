@@ -4,11 +4,11 @@
 //! `levee_endpoint_up` and are logged. The check loop holds only a weak reference to its
 //! pool, so a pool dropped by a reload stops being checked.
 
-use super::Pool;
+use super::{Endpoint, Pool};
 use async_trait::async_trait;
 use pingora_load_balancing::health_check::{HealthObserve, HttpHealthCheck};
 use pingora_load_balancing::Backend;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use crate::config::HealthCheckSpec;
 
@@ -30,24 +30,24 @@ pub(super) fn http_check(spec: &HealthCheckSpec, observer: Observer) -> HttpHeal
     hc
 }
 
-/// Reports health flips to metrics and the log.
+/// Puts endpoints in and out of rotation as health flips, with the gauge and a log line.
 pub(super) struct Observer {
     pub pool: String,
-    pub gauges: Vec<(std::net::SocketAddr, String, prometheus::IntGauge)>,
+    pub endpoints: Arc<[Endpoint]>,
 }
 
 #[async_trait]
 impl HealthObserve for Observer {
     async fn observe(&self, target: &Backend, healthy: bool) {
         let addr = target.addr.as_inet().copied();
-        for (a, label, g) in &self.gauges {
-            if Some(*a) == addr {
-                g.set(healthy as i64);
-                if healthy {
-                    tracing::info!(pool = %self.pool, endpoint = %label, "endpoint back in rotation: health checks pass");
-                } else {
-                    tracing::warn!(pool = %self.pool, endpoint = %label, "endpoint out of rotation: health checks fail");
-                }
+        for e in self.endpoints.iter().filter(|e| Some(e.addr) == addr) {
+            if !e.set_up(healthy) {
+                continue;
+            }
+            if healthy {
+                tracing::info!(pool = %self.pool, endpoint = %e.label, "endpoint back in rotation: health checks pass");
+            } else {
+                tracing::warn!(pool = %self.pool, endpoint = %e.label, "endpoint out of rotation: health checks fail");
             }
         }
     }

@@ -2,6 +2,10 @@
 //! selection (skipping endpoints marked down), health checks, timeouts, bulkhead and
 //! upstream connection pool (Pingora keys reusable connections by peer `group_key`, which is
 //! per pool, so two pools never share a connection even when they share an address).
+//!
+//! Selection is levee's own: an atomic counter over the pool's endpoints, each with its
+//! `HttpPeer` built once per config and an "in rotation" flag that the health checks flip.
+//! Pingora's `LoadBalancer` is kept only to run the health checks.
 
 pub mod bulkhead;
 pub mod health;
@@ -10,20 +14,45 @@ use crate::config::PoolSpec;
 use crate::metrics::{Metrics, PoolMetrics};
 use bulkhead::Bulkhead;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_load_balancing::{selection::RoundRobin, Backend, LoadBalancer};
+use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// One endpoint of a pool.
+pub struct Endpoint {
+    /// As written in the config (`levee_endpoint_up`'s `endpoint` label).
+    pub label: String,
+    pub addr: SocketAddr,
+    /// Whether the endpoint is in rotation; health checks flip it.
+    pub up: AtomicBool,
+    pub gauge: prometheus::IntGauge,
+    /// The peer for a request to this endpoint: this pool's timeouts and connection group.
+    peer: HttpPeer,
+}
+
+impl Endpoint {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Put the endpoint in or out of rotation; returns whether that changed anything.
+    pub fn set_up(&self, up: bool) -> bool {
+        self.gauge.set(up as i64);
+        self.up.swap(up, Ordering::Relaxed) != up
+    }
+}
+
 pub struct Pool {
     pub spec: PoolSpec,
+    /// Runs the health checks (its own backend set); not used to select.
     pub lb: LoadBalancer<RoundRobin>,
     pub bulkhead: Bulkhead,
     pub metrics: PoolMetrics,
-    /// Written label and address of each endpoint, with its `levee_endpoint_up` gauge.
-    pub endpoints: Vec<(String, SocketAddr, prometheus::IntGauge)>,
-    group_key: u64,
+    pub endpoints: Arc<[Endpoint]>,
+    next: AtomicUsize,
 }
 
 /// How long an idle upstream connection is kept for reuse.
@@ -34,28 +63,32 @@ impl Pool {
         let addrs: Vec<SocketAddr> = spec.endpoints.iter().map(|(_, a)| *a).collect();
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter())
             .map_err(|e| format!("pool {}: {e}", spec.name))?;
-        let endpoints: Vec<_> = spec
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ("levee-pool", &spec.name).hash(&mut h);
+        let group_key = h.finish();
+        let endpoints: Arc<[Endpoint]> = spec
             .endpoints
             .iter()
             .map(|(label, addr)| {
-                let g = metrics.endpoint_up(&spec.name, label);
-                g.set(1);
-                (label.clone(), *addr, g)
+                let gauge = metrics.endpoint_up(&spec.name, label);
+                gauge.set(1);
+                Endpoint {
+                    label: label.clone(),
+                    addr: *addr,
+                    up: AtomicBool::new(true),
+                    gauge,
+                    peer: peer(spec, *addr, group_key),
+                }
             })
             .collect();
         if let Some(hc) = &spec.health_check {
             let observer = health::Observer {
                 pool: spec.name.clone(),
-                gauges: endpoints
-                    .iter()
-                    .map(|(l, a, g)| (*a, l.clone(), g.clone()))
-                    .collect(),
+                endpoints: endpoints.clone(),
             };
             lb.set_health_check(Box::new(health::http_check(hc, observer)));
         }
         let pm = metrics.pool(&spec.name);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ("levee-pool", &spec.name).hash(&mut h);
         Ok(Arc::new(Pool {
             bulkhead: Bulkhead::new(
                 spec.max_inflight,
@@ -67,7 +100,7 @@ impl Pool {
             spec: spec.clone(),
             lb,
             endpoints,
-            group_key: h.finish(),
+            next: AtomicUsize::new(0),
         }))
     }
 
@@ -76,30 +109,28 @@ impl Pool {
     }
 
     /// Next endpoint in round-robin order that is in rotation.
-    pub fn select(&self) -> Option<Backend> {
-        self.lb.select(b"", self.spec.endpoints.len().max(1) * 2)
+    pub fn select(&self) -> Option<&Endpoint> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.endpoints[(start + k) % n])
+            .find(|e| e.is_up())
     }
 
-    /// Whether the endpoint at `addr` is in rotation.
-    pub fn endpoint_up(&self, addr: &SocketAddr) -> bool {
-        self.lb
-            .backends()
-            .get_backend()
-            .iter()
-            .find(|b| b.addr.as_inet() == Some(addr))
-            .is_some_and(|b| self.lb.backends().ready(b))
+    /// The peer for one request to `endpoint`.
+    pub fn peer(&self, endpoint: &Endpoint) -> Box<HttpPeer> {
+        Box::new(endpoint.peer.clone())
     }
+}
 
-    /// The peer for one request to `backend`, with this pool's timeouts and connection group.
-    pub fn peer(&self, backend: &Backend) -> HttpPeer {
-        let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
-        peer.group_key = self.group_key;
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.spec.connect_timeout);
-        o.total_connection_timeout = Some(self.spec.connect_timeout);
-        o.read_timeout = Some(self.spec.request_timeout);
-        o.write_timeout = Some(self.spec.request_timeout);
-        o.idle_timeout = Some(UPSTREAM_IDLE);
-        peer
-    }
+fn peer(spec: &PoolSpec, addr: SocketAddr, group_key: u64) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.group_key = group_key;
+    let o = &mut peer.options;
+    o.connection_timeout = Some(spec.connect_timeout);
+    o.total_connection_timeout = Some(spec.connect_timeout);
+    o.read_timeout = Some(spec.request_timeout);
+    o.write_timeout = Some(spec.request_timeout);
+    o.idle_timeout = Some(UPSTREAM_IDLE);
+    peer
 }

@@ -14,7 +14,7 @@ pub struct Ctx {
     pub route: Option<Arc<Route>>,
     /// The pool slot; `None` until admitted.
     pub permit: Option<Permit>,
-    pub request_id: Option<String>,
+    pub request_id: Option<http::HeaderValue>,
     /// Set when levee answered (or will answer) the request itself.
     pub reason: Option<Reason>,
     pub start: Instant,
@@ -34,6 +34,11 @@ impl Ctx {
             connect_attempts: 0,
             upstream: None,
         }
+    }
+
+    /// The request id as text (`None` before one is assigned).
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().map(super::headers::id_str)
     }
 
     pub fn route_name(&self) -> &str {

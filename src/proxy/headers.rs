@@ -2,53 +2,72 @@
 //! fields on responses. (Pingora's standard upstream request policy already strips
 //! hop-by-hop request fields, including those nominated by `Connection`.)
 
+use http::header::{HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub const REQUEST_ID: &str = "x-request-id";
+static X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// A client-sent request id is kept when it is short and plain (so it is safe to echo in
-/// logs, headers and JSON); otherwise levee makes one.
-pub fn incoming_request_id(req: &RequestHeader) -> Option<String> {
-    let v = req.headers.get(REQUEST_ID)?.as_bytes();
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.iter()
+/// logs, headers and JSON); otherwise levee makes one. The value is shared, not copied.
+pub fn incoming_request_id(req: &RequestHeader) -> Option<HeaderValue> {
+    let v = req.headers.get(&X_REQUEST_ID)?;
+    let b = v.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
-    ok.then(|| String::from_utf8_lossy(v).into_owned())
+    ok.then(|| v.clone())
 }
 
 /// A new request id: a random per-process prefix and a counter (unique, cheap, no syscalls).
-pub fn new_request_id() -> String {
+pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random::<u64>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{n:016x}")
+    let mut buf = [0u8; 32];
+    let _ = write!(&mut buf[..], "{prefix:016x}{n:016x}");
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+/// The request id as text (for logs and JSON bodies); ids are plain ASCII by construction.
+pub fn id_str(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("")
 }
 
 /// Append the client's address to `X-Forwarded-For` (what the client sent is kept as data,
 /// never trusted), set `X-Forwarded-Proto` to this hop's scheme, and pass the request id.
-pub fn forwarded(req: &mut RequestHeader, client: Option<IpAddr>, request_id: &str) {
+pub fn forwarded(req: &mut RequestHeader, client: Option<IpAddr>, request_id: &HeaderValue) {
     if let Some(ip) = client {
-        let prior: Vec<String> = req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect();
-        let value = if prior.is_empty() {
-            ip.to_string()
+        let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
+        let value = if prior.peek().is_none() {
+            let mut buf = [0u8; 48];
+            let mut w = &mut buf[..];
+            let _ = write!(w, "{ip}");
+            let len = 48 - w.len();
+            HeaderValue::from_bytes(&buf[..len])
         } else {
-            format!("{}, {ip}", prior.join(", "))
+            let mut joined = Vec::with_capacity(64);
+            for v in prior {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            let _ = write!(joined, "{ip}");
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(joined))
         };
-        let _ = req.insert_header("x-forwarded-for", value);
+        if let Ok(value) = value {
+            let _ = req.insert_header(&X_FORWARDED_FOR, value);
+        }
     }
-    let _ = req.insert_header("x-forwarded-proto", "http");
-    let _ = req.insert_header(REQUEST_ID, request_id);
+    let _ = req.insert_header(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let _ = req.insert_header(&X_REQUEST_ID, request_id.clone());
 }
 
 /// Fields that describe one connection and must not cross the proxy (RFC 9110 §7.6.1).
@@ -63,9 +82,21 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Strip hop-by-hop fields, including those the upstream named in `Connection`.
 pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
+    // The common response carries none: one pass over the names, then done.
+    if !resp
+        .headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(&k.as_str()))
+    {
+        return;
+    }
+    // A 101 keeps its `Connection: upgrade` / `Upgrade` pair: the protocol switch needs it.
+    if resp.status.as_u16() == 101 {
+        return;
+    }
     let nominated: Vec<String> = resp
         .headers
-        .get_all("connection")
+        .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -81,13 +112,11 @@ pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
     for name in nominated {
         resp.remove_header(name.as_str());
     }
-    // A 101 keeps its Upgrade/Connection pair: the switch needs it.
-    if resp.status.as_u16() == 101 {
-        return;
-    }
-    for name in HOP_BY_HOP {
-        resp.remove_header(*name);
-    }
+    resp.remove_header(&CONNECTION);
+    resp.remove_header(&TE);
+    resp.remove_header(&UPGRADE);
+    resp.remove_header("keep-alive");
+    resp.remove_header("proxy-connection");
 }
 
 #[cfg(test)]
@@ -99,12 +128,13 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         assert_eq!(incoming_request_id(&req), None);
         req.insert_header(REQUEST_ID, "abc-123").unwrap();
-        assert_eq!(incoming_request_id(&req).as_deref(), Some("abc-123"));
+        assert_eq!(incoming_request_id(&req).unwrap(), "abc-123");
         req.insert_header(REQUEST_ID, "bad\"id").unwrap();
         assert_eq!(incoming_request_id(&req), None);
         let (a, b) = (new_request_id(), new_request_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
+        assert!(id_str(&a).bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]
@@ -112,13 +142,46 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-forwarded-for", "10.0.0.1").unwrap();
         req.insert_header("x-forwarded-proto", "https").unwrap();
-        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), "id1");
+        let id = HeaderValue::from_static("id1");
+        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id);
         assert_eq!(
             req.headers.get("x-forwarded-for").unwrap(),
             "10.0.0.1, 127.0.0.9"
         );
         assert_eq!(req.headers.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(req.headers.get(REQUEST_ID).unwrap(), "id1");
+    }
+
+    #[test]
+    fn forwarded_first_hop_and_repeated_lines() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let id = new_request_id();
+        forwarded(&mut req, Some("2001:db8::1".parse().unwrap()), &id);
+        assert_eq!(req.headers.get("x-forwarded-for").unwrap(), "2001:db8::1");
+        assert_eq!(req.headers.get(REQUEST_ID).unwrap(), &id);
+
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
+        req.append_header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+            .unwrap();
+        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id);
+        let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.9"]);
+    }
+
+    #[test]
+    fn strip_keeps_plain_responses_and_upgrades() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("content-type", "text/plain").unwrap();
+        strip_response_hop_by_hop(&mut r);
+        assert_eq!(r.headers.len(), 1);
+
+        let mut r = ResponseHeader::build(101, None).unwrap();
+        r.insert_header("connection", "upgrade").unwrap();
+        r.insert_header("upgrade", "websocket").unwrap();
+        strip_response_hop_by_hop(&mut r);
+        assert!(r.headers.get("upgrade").is_some());
+        assert!(r.headers.get("connection").is_some());
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl LeveeProxy {
             tracing::warn!(
                 route = ctx.route_name(),
                 reason = reason.as_str(),
-                request_id = ctx.request_id.as_deref().unwrap_or(""),
+                request_id = ctx.request_id().unwrap_or(""),
                 suppressed,
                 "{detail}"
             );
@@ -72,13 +72,7 @@ impl ProxyHttp for LeveeProxy {
         let Some(i) = found else {
             ctx.reason = Some(Reason::NoRoute);
             self.note(ctx, Reason::NoRoute, "no route matches");
-            respond::send(
-                session,
-                Reason::NoRoute,
-                ctx.route_name(),
-                ctx.request_id.as_deref(),
-            )
-            .await;
+            respond::send(session, Reason::NoRoute, ctx.route_name(), ctx.request_id()).await;
             return Ok(true);
         };
         let route = ctx.rt.routes[i].clone();
@@ -92,7 +86,7 @@ impl ProxyHttp for LeveeProxy {
             Err(reason) => {
                 ctx.reason = Some(reason);
                 self.note(ctx, reason, "pool bulkhead full: request shed");
-                respond::send(session, reason, ctx.route_name(), ctx.request_id.as_deref()).await;
+                respond::send(session, reason, ctx.route_name(), ctx.request_id()).await;
                 Ok(true)
             }
         }
@@ -103,9 +97,9 @@ impl ProxyHttp for LeveeProxy {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
         match route.pool.select() {
-            Some(backend) => {
-                ctx.upstream = backend.addr.as_inet().copied();
-                Ok(Box::new(route.pool.peer(&backend)))
+            Some(endpoint) => {
+                ctx.upstream = Some(endpoint.addr);
+                Ok(route.pool.peer(endpoint))
             }
             None => {
                 ctx.reason = Some(Reason::NoHealthyUpstream);
@@ -150,7 +144,9 @@ impl ProxyHttp for LeveeProxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        headers::forwarded(req, client, ctx.request_id.as_deref().unwrap_or(""));
+        if let Some(id) = &ctx.request_id {
+            headers::forwarded(req, client, id);
+        }
         Ok(())
     }
 
@@ -171,7 +167,7 @@ impl ProxyHttp for LeveeProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
-            resp.insert_header(headers::REQUEST_ID, id.as_str())?;
+            resp.insert_header(headers::REQUEST_ID, id.clone())?;
         }
         Ok(())
     }
@@ -187,8 +183,7 @@ impl ProxyHttp for LeveeProxy {
                 ctx.reason = Some(reason);
                 self.note(ctx, reason, &format!("upstream failure: {e}"));
                 if !already_sent {
-                    respond::send(session, reason, ctx.route_name(), ctx.request_id.as_deref())
-                        .await;
+                    respond::send(session, reason, ctx.route_name(), ctx.request_id()).await;
                 }
                 reason.status()
             }
