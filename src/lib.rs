@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod pools;
+pub mod protection;
 pub mod proxy;
 pub mod ratelog;
 pub mod reason;

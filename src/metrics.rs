@@ -24,6 +24,8 @@ pub struct Metrics {
     queued: IntGaugeVec,
     endpoint_up: IntGaugeVec,
     upstream_errors: IntCounterVec,
+    shadow: IntCounterVec,
+    breaker: IntGaugeVec,
     pub config_reloads: IntCounterVec,
 }
 
@@ -33,6 +35,9 @@ pub struct RouteMetrics {
     by_class: [IntCounter; 5],
     duration: Histogram,
     rejections: [IntCounter; Reason::REJECTIONS.len()],
+    shadow: [IntCounter; Reason::REJECTIONS.len()],
+    /// `levee_breaker_state`; only routes with a breaker have the series.
+    pub breaker: Option<IntGauge>,
 }
 
 /// Handles for one pool, resolved once per config.
@@ -109,6 +114,16 @@ impl Metrics {
                 "Upstream failures answered with 502/503/504, per pool and reason.",
                 &["pool", "reason"],
             ),
+            shadow: counter(
+                "levee_shadow_rejections_total",
+                "Requests a protection in shadow mode would have rejected (they were let through), per route and reason.",
+                &["route", "reason"],
+            ),
+            breaker: gauge(
+                "levee_breaker_state",
+                "Circuit breaker state per route: 0 closed, 1 open, 2 half-open.",
+                &["route"],
+            ),
             config_reloads: counter(
                 "levee_config_reloads_total",
                 "Config reloads, per result.",
@@ -118,8 +133,10 @@ impl Metrics {
         }
     }
 
-    pub fn route(&self, route: &str) -> RouteMetrics {
+    pub fn route(&self, route: &str, has_breaker: bool) -> RouteMetrics {
         RouteMetrics {
+            shadow: Reason::REJECTIONS.map(|r| self.shadow.with_label_values(&[route, r.as_str()])),
+            breaker: has_breaker.then(|| self.breaker.with_label_values(&[route])),
             by_class: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[route, c])),
             duration: self.duration.with_label_values(&[route]),
             rejections: Reason::REJECTIONS
@@ -172,6 +189,13 @@ impl RouteMetrics {
     pub fn reject(&self, reason: Reason) {
         if let Some(i) = reason.rejection_index() {
             self.rejections[i].inc();
+        }
+    }
+
+    /// Count a rejection a shadow protection would have made.
+    pub fn shadow_reject(&self, reason: Reason) {
+        if let Some(i) = reason.rejection_index() {
+            self.shadow[i].inc();
         }
     }
 

@@ -11,6 +11,12 @@ pub enum Reason {
     Overloaded,
     /// Waited in the pool's queue for `queue.timeout` without a slot (503).
     QueueTimeout,
+    /// The route's rate limit is spent (429).
+    RateLimited,
+    /// This client's share of the route is spent (429).
+    ClientRateLimited,
+    /// The route's circuit breaker is open (503).
+    CircuitOpen,
     /// Could not connect to any endpoint of the pool (502).
     UpstreamConnectFailed,
     /// The upstream did not answer within `request_timeout` (504).
@@ -23,7 +29,14 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 3] = [Reason::NoRoute, Reason::Overloaded, Reason::QueueTimeout];
+    pub const REJECTIONS: [Reason; 6] = [
+        Reason::NoRoute,
+        Reason::Overloaded,
+        Reason::QueueTimeout,
+        Reason::RateLimited,
+        Reason::ClientRateLimited,
+        Reason::CircuitOpen,
+    ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
         Reason::UpstreamConnectFailed,
@@ -37,6 +50,9 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::Overloaded => "overloaded",
             Reason::QueueTimeout => "queue_timeout",
+            Reason::RateLimited => "rate_limited",
+            Reason::ClientRateLimited => "client_rate_limited",
+            Reason::CircuitOpen => "circuit_open",
             Reason::UpstreamConnectFailed => "upstream_connect_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamError => "upstream_error",
@@ -47,10 +63,21 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::NoRoute => 404,
-            Reason::Overloaded | Reason::QueueTimeout | Reason::NoHealthyUpstream => 503,
+            Reason::RateLimited | Reason::ClientRateLimited => 429,
+            Reason::Overloaded
+            | Reason::QueueTimeout
+            | Reason::CircuitOpen
+            | Reason::NoHealthyUpstream => 503,
             Reason::UpstreamConnectFailed | Reason::UpstreamError => 502,
             Reason::UpstreamTimeout => 504,
         }
+    }
+
+    /// Whether a route's `degrade` response stands in for levee's own answer: every rejection
+    /// of a routed request (not `no_route`, which has no route, and not upstream failures,
+    /// which are the upstream's answer).
+    pub fn degradable(self) -> bool {
+        self != Reason::NoRoute && self.rejection_index().is_some()
     }
 
     /// Index into the per-route rejection counters, or `None` for upstream failures.

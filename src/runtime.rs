@@ -6,6 +6,7 @@
 use crate::config::{Config, RouteSpec, NO_ROUTE};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
+use crate::protection::Protection;
 use crate::routing::Router;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +16,7 @@ pub struct Route {
     pub spec: RouteSpec,
     pub pool: Arc<Pool>,
     pub metrics: RouteMetrics,
+    pub protection: Protection,
 }
 
 impl Route {
@@ -51,7 +53,8 @@ impl Runtime {
                     .cloned()
                     .ok_or_else(|| format!("route {}: unknown pool {}", r.name, r.pool))?;
                 Ok(Arc::new(Route {
-                    metrics: metrics.route(&r.name),
+                    metrics: metrics.route(&r.name, r.circuit_breaker.is_some()),
+                    protection: Protection::new(r),
                     spec: r.clone(),
                     pool,
                 }))
@@ -63,7 +66,7 @@ impl Runtime {
             router,
             routes,
             pools,
-            unrouted: metrics.route(NO_ROUTE),
+            unrouted: metrics.route(NO_ROUTE, false),
         })
     }
 }

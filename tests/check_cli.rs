@@ -188,20 +188,20 @@ fn unknown_keys_top_level_and_in_route() {
 }
 
 /// The path of an unknown key should name the key once: `routes[0].prority`, not
-/// `routes[0].prority.prority` as `validate.rs::report` prints today (serde_path_to_error
-/// already ends its path with the unknown key, and `report` appends it again).
+/// `routes[0].prority.prority` (a regression test: serde_path_to_error already ends its path
+/// with the unknown key, and `report` once appended it again).
 #[test]
 fn unknown_key_path_names_key_once() {
     let f = format!("{E}/unknown_key.toml");
     let out = check(&f);
     out.has_line(&format!(
-        "{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`"
+        "{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`, `shadow`, `rate_limit`, `client_rate_limit`, `circuit_breaker`, `degrade`"
     ));
 }
 
 /// An unknown key inside a nested table (`[routes.match]`) must not hide the other mistakes
-/// in that table. Today the whole `match` table is dropped after the unknown key, so the bad
-/// regex and the empty `methods` are never reported.
+/// in that table (a regression test: the whole `match` table was once dropped after the
+/// unknown key, so the bad regex and the empty `methods` went unreported).
 #[test]
 fn unknown_key_in_nested_table_hides_nothing() {
     let f = format!("{E}/unknown_key_nested.toml");
@@ -236,10 +236,10 @@ fn keys_not_supported_yet_are_refused() {
         &format!("{f}:10:1: error: pools.search.adaptive"),
         &["unknown key `adaptive`"],
     );
-    // `[routes.rate_limit]`: the key starts at column 9.
+    // `[routes.cache]`: the key starts at column 9.
     out.has_diag(
-        &format!("{f}:17:9: error: routes[0].rate_limit"),
-        &["unknown key `rate_limit`"],
+        &format!("{f}:17:9: error: routes[0].cache"),
+        &["unknown key `cache`"],
     );
 }
 
@@ -397,5 +397,38 @@ fn levee_example_uses_the_category_file() {
         out.stdout.contains("ok (10 routes, 4 pools)"),
         "{}",
         out.stdout
+    );
+}
+
+#[test]
+fn protection_blocks_report_every_bad_key() {
+    let f = format!("{E}/protection.toml");
+    let out = check(&f);
+    assert_refused(&out, &f, 16);
+    for line in [
+        "8:1: error: routes[0].shadow: invalid type: string \"yes\", expected a boolean",
+        "10:1: error: routes[0].rate_limit.rps: 0 is out of range: expected more than 0, up to 10000000",
+        "11:1: error: routes[0].rate_limit.burst: 0 is out of range: expected 1 to 1000000",
+        "13:1: error: routes[0].client_rate_limit.key: bad client key \"session\": expected \"ip\", \"header:NAME\" or \"cookie:NAME\"",
+        "14:1: error: routes[0].client_rate_limit.rps: -2 is out of range: expected more than 0, up to 10000000",
+        "15:1: error: routes[0].client_rate_limit.max_keys: 1 is out of range: expected 16 to 10000000",
+        "17:1: error: routes[0].circuit_breaker.window: bad duration \"10\": missing unit (use ms, s, m or h, e.g. \"250ms\")",
+        "18:1: error: routes[0].circuit_breaker.min_requests: 0 is out of range: expected 1 to 1000000",
+        "19:1: error: routes[0].circuit_breaker.error_ratio: 1.5 is out of range: expected a share above 0 and at most 1",
+        "20:1: error: routes[0].circuit_breaker.slow_ratio: has no effect without `slow_call` (the duration above which a call counts as slow)",
+        "21:1: error: routes[0].circuit_breaker.open_for: \"1ms\" is out of range: expected 10ms to 3600s",
+        "22:1: error: routes[0].circuit_breaker.probes: 0 is out of range: expected 1 to 1000",
+        "24:1: error: routes[0].degrade.status: 99 is out of range: expected 200 to 599",
+        "25:1: error: routes[0].degrade.retry_after: bad duration \"soon\": expected a number before the unit",
+    ] {
+        out.has_line(&format!("{f}:{line}"));
+    }
+    out.has_diag(
+        &format!("{f}:26:1: error: routes[0].degrade.body_file: "),
+        &["cannot read tests/fixtures/errors/fallback/nope.json"],
+    );
+    out.has_diag(
+        &format!("{f}:27:1: error: routes[0].degrade.mode"),
+        &["unknown key `mode`"],
     );
 }

@@ -2,6 +2,7 @@
 //! people and scripts during an incident. Built on demand from the snapshot and metric
 //! handles; never on the request path.
 
+use crate::config::ClientKey;
 use crate::runtime::Runtime;
 use serde_json::{json, Value};
 
@@ -23,6 +24,25 @@ pub fn status(rt: &Runtime) -> Value {
                 "switch": "on",
                 "requests_total": r.metrics.total_requests(),
                 "rejections_total": rejections,
+                "shadow": r.spec.shadow,
+                "breaker": r.protection.breaker_state().map(|s| s.as_str()),
+                "rate_limit": r.spec.rate_limit.as_ref().map(|l| json!({
+                    "rps": l.rps, "burst": l.burst, "shadow": l.shadow || r.spec.shadow,
+                })),
+                "client_rate_limit": r.spec.client_rate_limit.as_ref().map(|l| json!({
+                    "key": match &l.key {
+                        ClientKey::Ip => "ip".to_string(),
+                        ClientKey::Header(h) => format!("header:{h}"),
+                        ClientKey::Cookie(c) => format!("cookie:{c}"),
+                    },
+                    "rps": l.rps, "burst": l.burst, "max_keys": l.max_keys,
+                    "keys_tracked": r.protection.client_keys(),
+                    "shadow": l.shadow || r.spec.shadow,
+                })),
+                "degrade": r.spec.degrade.as_ref().map(|d| json!({
+                    "status": d.status,
+                    "body_file": d.body_file.as_ref().map(|p| p.display().to_string()),
+                })),
             })
         })
         .collect();

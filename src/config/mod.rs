@@ -4,6 +4,7 @@
 
 pub mod diag;
 pub mod model;
+mod protection;
 mod routes;
 pub mod schema;
 pub mod units;

@@ -90,6 +90,64 @@ pub struct RouteSpec {
     pub priority: Priority,
     pub cost: u32,
     pub matcher: MatchSpec,
+    /// `shadow = true` on the route: every protection of the route only counts.
+    pub shadow: bool,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub client_rate_limit: Option<ClientRateLimitSpec>,
+    pub circuit_breaker: Option<BreakerSpec>,
+    pub degrade: Option<DegradeSpec>,
+}
+
+/// `routes.rate_limit`: GCRA over the whole route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitSpec {
+    pub rps: f64,
+    pub burst: u32,
+    pub shadow: bool,
+}
+
+/// What identifies a client for `routes.client_rate_limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKey {
+    Ip,
+    /// Lower-case header name.
+    Header(String),
+    Cookie(String),
+}
+
+/// `routes.client_rate_limit`: GCRA per client key, at most `max_keys` tracked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRateLimitSpec {
+    pub key: ClientKey,
+    pub rps: f64,
+    pub burst: u32,
+    pub max_keys: usize,
+    pub shadow: bool,
+}
+
+/// `routes.circuit_breaker`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSpec {
+    pub window: Duration,
+    pub min_requests: u32,
+    pub error_ratio: f64,
+    pub slow_call: Option<Duration>,
+    pub slow_ratio: f64,
+    pub open_for: Duration,
+    /// Requests let through while half-open; all must succeed to close.
+    pub probes: u32,
+    pub shadow: bool,
+}
+
+/// `routes.degrade`: levee's answer in place of the upstream when it rejects a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DegradeSpec {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// Read at config load; `None` means levee's short JSON body naming the reason.
+    pub body: Option<bytes::Bytes>,
+    pub content_type: String,
+    pub body_file: Option<PathBuf>,
 }
 
 /// All given conditions must hold. An empty `MatchSpec` matches every request.

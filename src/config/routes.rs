@@ -4,6 +4,7 @@
 
 use super::diag::{key_seg, Diags};
 use super::model::*;
+use super::protection::validate_protections;
 use super::schema::*;
 use super::validate::{check_name, int_in};
 use regex::Regex;
@@ -99,14 +100,21 @@ pub(super) fn validate_routes(
             Some(m) => validate_match(m, &p("match"), base_dir, d),
         };
         ok &= matcher.is_some();
+        let protections = validate_protections(r, &base, base_dir, d);
+        ok &= protections.is_some();
 
-        if ok {
+        if let (true, Some(pr)) = (ok, protections) {
             out.push(RouteSpec {
                 name,
                 pool,
                 priority,
                 cost: cost.unwrap_or(1) as u32,
                 matcher: matcher.unwrap_or_default(),
+                shadow: r.shadow.unwrap_or(false),
+                rate_limit: pr.rate_limit,
+                client_rate_limit: pr.client_rate_limit,
+                circuit_breaker: pr.circuit_breaker,
+                degrade: pr.degrade,
             });
         } else {
             ok_all = false;

@@ -52,6 +52,51 @@ pub struct RawRoute {
     pub cost: Option<i64>,
     #[serde(rename = "match")]
     pub match_: Option<RawMatch>,
+    pub shadow: Option<bool>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub client_rate_limit: Option<RawClientRateLimit>,
+    pub circuit_breaker: Option<RawBreaker>,
+    pub degrade: Option<RawDegrade>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rps: Option<f64>,
+    pub burst: Option<i64>,
+    pub shadow: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientRateLimit {
+    pub key: Option<String>,
+    pub rps: Option<f64>,
+    pub burst: Option<i64>,
+    pub max_keys: Option<i64>,
+    pub shadow: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub window: Option<String>,
+    pub min_requests: Option<i64>,
+    pub error_ratio: Option<f64>,
+    pub slow_call: Option<String>,
+    pub slow_ratio: Option<f64>,
+    pub open_for: Option<String>,
+    pub probes: Option<i64>,
+    pub shadow: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDegrade {
+    pub status: Option<i64>,
+    pub retry_after: Option<String>,
+    pub body_file: Option<String>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

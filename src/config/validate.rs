@@ -259,7 +259,7 @@ pub(super) fn int_in(
 }
 
 /// A duration string in `[min, max]`, `default` when absent.
-fn duration_in(
+pub(super) fn duration_in(
     v: Option<&str>,
     default: Duration,
     min: Duration,

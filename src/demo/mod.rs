@@ -119,7 +119,11 @@ Try:
   curl -i 'http://{listen}/search?q=women%27s+clothing'  # broad search (route search-broad)
   curl -i -X POST http://{listen}/checkout               # checkout pool (critical)
   curl -i http://{listen}/                               # everything else -> web pool
-  curl -s http://{admin}/admin/status                    # routes and pools, JSON
+  for i in $(seq 10); do curl -s -o /dev/null -w '%{{http_code}} ' 'http://{listen}/search?q=shoes'; done; echo
+                                                         # broad search: 5/s, burst 5, then 429 rate_limited
+  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST http://{listen}/checkout; done; echo
+                                                         # one client: burst 4, then 429 client_rate_limited
+  curl -s http://{admin}/admin/status                    # routes (breaker state) and pools, JSON
   curl -s http://{admin}/metrics | grep ^levee_          # Prometheus metrics
 Overload search and watch it shed while product pages stay fast:
   wrk -t2 -c64 -d10s 'http://{listen}/search?q=shoes' & wrk -t1 -c8 -d10s http://{listen}/p/1

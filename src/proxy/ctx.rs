@@ -2,6 +2,7 @@
 //! request holds (its pool slot), whatever path the request took.
 
 use crate::pools::bulkhead::Permit;
+use crate::protection::Outcome;
 use crate::reason::Reason;
 use crate::runtime::{Route, Runtime};
 use std::net::SocketAddr;
@@ -20,6 +21,12 @@ pub struct Ctx {
     pub start: Instant,
     pub connect_attempts: usize,
     pub upstream: Option<SocketAddr>,
+    /// When the request got its pool slot (the breaker's slow-call clock starts here).
+    pub admitted_at: Option<Instant>,
+    /// The breaker let this request through as a half-open probe.
+    pub probe: bool,
+    /// Status of the upstream's response, once its head arrived.
+    pub upstream_status: Option<u16>,
 }
 
 impl Ctx {
@@ -33,12 +40,31 @@ impl Ctx {
             start: Instant::now(),
             connect_attempts: 0,
             upstream: None,
+            admitted_at: None,
+            probe: false,
+            upstream_status: None,
         }
     }
 
     /// The request id as text (`None` before one is assigned).
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_ref().map(super::headers::id_str)
+    }
+
+    /// What became of the request, for the breaker: 5xx, timeouts and connect failures are
+    /// failures; other upstream answers (4xx included) are successes.
+    pub fn outcome(&self) -> Outcome {
+        if self.admitted_at.is_none() {
+            return Outcome::Dropped;
+        }
+        if self.reason.is_some_and(|r| r.upstream_index().is_some()) {
+            return Outcome::Failure;
+        }
+        match self.upstream_status {
+            Some(s) if s >= 500 => Outcome::Failure,
+            Some(_) => Outcome::Success,
+            None => Outcome::Ignored,
+        }
     }
 
     pub fn route_name(&self) -> &str {

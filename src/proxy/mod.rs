@@ -12,9 +12,12 @@ mod ctx;
 pub mod errors;
 pub mod headers;
 
+use crate::config::NO_ROUTE;
+use crate::protection::{self, breaker::Transition, Verdict};
 use crate::reason::Reason;
-use crate::respond;
+use crate::respond::{self, Answer};
 use crate::routing::RequestView;
+use crate::runtime::Route;
 use crate::runtime::Shared;
 use async_trait::async_trait;
 pub use ctx::Ctx;
@@ -24,12 +27,66 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct LeveeProxy {
     pub shared: Arc<Shared>,
 }
 
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 impl LeveeProxy {
+    /// Answer a request levee rejects: metric, rate-limited log line, the route's degrade
+    /// response or levee's own.
+    async fn reject(&self, session: &mut Session, ctx: &mut Ctx, mut a: Answer<'_>) {
+        ctx.reason = Some(a.reason);
+        let detail = match a.reason {
+            Reason::NoRoute => "no route matches",
+            Reason::Overloaded => "pool bulkhead and queue full: request shed",
+            Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
+            Reason::RateLimited => "route rate limit spent",
+            Reason::ClientRateLimited => "client rate limit spent",
+            Reason::CircuitOpen => "circuit breaker open",
+            _ => "rejected",
+        };
+        self.note(ctx, a.reason, detail);
+        a.request_id = ctx.request_id();
+        a.degrade = ctx.route.as_ref().and_then(|r| r.spec.degrade.as_ref());
+        respond::send(session, &a).await;
+    }
+
+    /// A shadow protection would have rejected this request: count it, log at a bounded rate.
+    fn shadowed(&self, route: &Route, reason: Reason) {
+        route.metrics.shadow_reject(reason);
+        if let Some(suppressed) = self.shared.log.admit() {
+            tracing::info!(
+                route = %route.spec.name,
+                reason = reason.as_str(),
+                suppressed,
+                "shadow: would have rejected, let through"
+            );
+        }
+    }
+
+    /// A breaker changed state: the gauge and a log line (transitions are rare by design).
+    fn transition(&self, route: &Route, t: Transition) {
+        if let Some(g) = &route.metrics.breaker {
+            g.set(t.to as i64);
+        }
+        tracing::warn!(
+            route = %route.spec.name,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            "circuit breaker: {}",
+            t.why
+        );
+    }
+
     /// Record a levee-made answer: rejection metric and a rate-limited log line.
     fn note(&self, ctx: &Ctx, reason: Reason, detail: &str) {
         match &ctx.route {
@@ -70,23 +127,47 @@ impl ProxyHttp for LeveeProxy {
             &req.headers,
         ));
         let Some(i) = found else {
-            ctx.reason = Some(Reason::NoRoute);
-            self.note(ctx, Reason::NoRoute, "no route matches");
-            respond::send(session, Reason::NoRoute, ctx.route_name(), ctx.request_id()).await;
+            self.reject(session, ctx, Answer::new(Reason::NoRoute, NO_ROUTE, None))
+                .await;
             return Ok(true);
         };
         let route = ctx.rt.routes[i].clone();
         ctx.route = Some(route.clone());
 
+        // Admission steps 2–4 (see `protection`): breaker gate, route and client limits.
+        if !route.protection.is_empty() {
+            let client = client_ip(session);
+            let verdict = route.protection.admit(
+                &session.req_header().headers,
+                client,
+                protection::now_nanos(),
+                |reason| self.shadowed(&route, reason),
+                |t| self.transition(&route, t),
+            );
+            match verdict {
+                Verdict::Admit { probe } => ctx.probe = probe,
+                Verdict::Reject {
+                    reason,
+                    retry_after,
+                } => {
+                    let mut a = Answer::new(reason, &route.spec.name, None);
+                    a.retry_after = Some(retry_after);
+                    self.reject(session, ctx, a).await;
+                    return Ok(true);
+                }
+            }
+        }
+
+        // Step 5: a slot of the pool's bulkhead.
         match route.pool.bulkhead.acquire().await {
             Ok(permit) => {
                 ctx.permit = Some(permit);
+                ctx.admitted_at = Some(std::time::Instant::now());
                 Ok(false)
             }
             Err(reason) => {
-                ctx.reason = Some(reason);
-                self.note(ctx, reason, "pool bulkhead full: request shed");
-                respond::send(session, reason, ctx.route_name(), ctx.request_id()).await;
+                self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
+                    .await;
                 Ok(true)
             }
         }
@@ -140,10 +221,7 @@ impl ProxyHttp for LeveeProxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = client_ip(session);
         if let Some(id) = &ctx.request_id {
             headers::forwarded(req, client, id);
         }
@@ -154,8 +232,9 @@ impl ProxyHttp for LeveeProxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
         headers::strip_response_hop_by_hop(resp);
         Ok(())
     }
@@ -183,7 +262,8 @@ impl ProxyHttp for LeveeProxy {
                 ctx.reason = Some(reason);
                 self.note(ctx, reason, &format!("upstream failure: {e}"));
                 if !already_sent {
-                    respond::send(session, reason, ctx.route_name(), ctx.request_id()).await;
+                    let a = Answer::new(reason, ctx.route_name(), ctx.request_id());
+                    respond::send(session, &a).await;
                 }
                 reason.status()
             }
@@ -228,6 +308,20 @@ impl ProxyHttp for LeveeProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         // Free the slot before anything else: the response is done.
         ctx.permit.take();
+        if let Some(route) = ctx
+            .route
+            .as_ref()
+            .filter(|r| r.protection.breaker.is_some())
+        {
+            let elapsed = ctx.admitted_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let now = protection::now_nanos();
+            if let Some(t) = route
+                .protection
+                .finish(now, ctx.outcome(), elapsed, ctx.probe)
+            {
+                self.transition(route, t);
+            }
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if status == 0 {
             return; // nothing was sent: the client went away before an answer
