@@ -119,8 +119,8 @@ Try:
   curl -i 'http://{listen}/search?q=women%27s+clothing'  # broad search (route search-broad)
   curl -i -X POST http://{listen}/checkout               # checkout pool (critical)
   curl -i http://{listen}/                               # everything else -> web pool
-  for i in $(seq 10); do curl -s -o /dev/null -w '%{{http_code}} ' 'http://{listen}/search?q=shoes'; done; echo
-                                                         # broad search: 5/s, burst 5, then 429 rate_limited
+  seq 12 | xargs -P12 -I{{}} curl -s -o /dev/null -w '%{{http_code}} ' 'http://{listen}/search?q=shoes'; echo
+                                                         # 12 broad searches at once: burst 5, then 429 rate_limited
   for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' -X POST http://{listen}/checkout; done; echo
                                                          # one client: burst 4, then 429 client_rate_limited
   curl -s http://{admin}/admin/status                    # routes (breaker state) and pools, JSON
