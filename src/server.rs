@@ -32,7 +32,21 @@ impl BackgroundService for Supervisor {
         }
         drop(rt);
         self.shared.ready.store(true, Ordering::Release);
-        let _ = shutdown.changed().await;
+        // Tidy the per-client rate-limit tables: drop idle clients so memory follows traffic
+        // down after a peak (the tables stay bounded by `max_keys` without this).
+        let mut tidy = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tidy.tick() => {
+                    let rt = self.shared.current.load_full();
+                    let now = crate::protection::now_nanos();
+                    for route in &rt.routes {
+                        route.protection.sweep(now);
+                    }
+                }
+            }
+        }
         self.shared.ready.store(false, Ordering::Release);
     }
 }

@@ -107,11 +107,15 @@ impl ClientLimit {
             .sum()
     }
 
-    /// Drop idle keys everywhere (a background tidy; the table stays bounded without it).
+    /// Drop idle keys everywhere and give memory back when a shard is mostly empty (a
+    /// background tidy every 10 s; the table stays bounded without it).
     pub fn sweep(&self, now: u64) {
         for s in self.shards.iter() {
             if let Ok(mut s) = s.lock() {
                 s.tat.retain(|_, tat| *tat > now);
+                if s.tat.capacity() > 64 && s.tat.len() < s.tat.capacity() / 4 {
+                    s.tat.shrink_to_fit();
+                }
             }
         }
     }

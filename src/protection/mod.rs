@@ -164,6 +164,13 @@ impl Protection {
         self.breaker.as_ref().map(|(b, _)| b.state())
     }
 
+    /// Drop idle clients from the client limit's table (a periodic tidy).
+    pub fn sweep(&self, now: u64) {
+        if let Some((l, _, _)) = &self.client {
+            l.sweep(now);
+        }
+    }
+
     /// Client keys tracked by the client limit (for status).
     pub fn client_keys(&self) -> Option<usize> {
         self.client.as_ref().map(|(l, _, _)| l.keys())
