@@ -45,6 +45,7 @@ fn route(max_keys: usize, client_rps: f64) -> RouteSpec {
             ..Default::default()
         },
         shadow: false,
+        degrade_under_pressure: false,
         rate_limit: Some(RateLimitSpec {
             rps: 1e9,
             burst: 1_000_000,

@@ -17,6 +17,9 @@ pub enum Reason {
     ClientRateLimited,
     /// The route's circuit breaker is open (503).
     CircuitOpen,
+    /// Brownout: the route answers with its degrade response while its pool is under
+    /// pressure (`degrade_under_pressure`) (503).
+    Degraded,
     /// Could not connect to any endpoint of the pool (502).
     UpstreamConnectFailed,
     /// The upstream did not answer within `request_timeout` (504).
@@ -29,13 +32,14 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 6] = [
+    pub const REJECTIONS: [Reason; 7] = [
         Reason::NoRoute,
         Reason::Overloaded,
         Reason::QueueTimeout,
         Reason::RateLimited,
         Reason::ClientRateLimited,
         Reason::CircuitOpen,
+        Reason::Degraded,
     ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
@@ -53,6 +57,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::ClientRateLimited => "client_rate_limited",
             Reason::CircuitOpen => "circuit_open",
+            Reason::Degraded => "degraded",
             Reason::UpstreamConnectFailed => "upstream_connect_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamError => "upstream_error",
@@ -67,6 +72,7 @@ impl Reason {
             Reason::Overloaded
             | Reason::QueueTimeout
             | Reason::CircuitOpen
+            | Reason::Degraded
             | Reason::NoHealthyUpstream => 503,
             Reason::UpstreamConnectFailed | Reason::UpstreamError => 502,
             Reason::UpstreamTimeout => 504,

@@ -195,7 +195,7 @@ fn unknown_key_path_names_key_once() {
     let f = format!("{E}/unknown_key.toml");
     let out = check(&f);
     out.has_line(&format!(
-        "{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`, `shadow`, `rate_limit`, `client_rate_limit`, `circuit_breaker`, `degrade`"
+        "{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`, `shadow`, `degrade_under_pressure`, `rate_limit`, `client_rate_limit`, `circuit_breaker`, `degrade`"
     ));
 }
 
@@ -234,7 +234,7 @@ fn keys_not_supported_yet_are_refused() {
     );
     out.has_diag(
         &format!("{f}:10:1: error: pools.search.adaptive"),
-        &["unknown key `adaptive`"],
+        &["expected true, false or a table of tuning keys, found string"],
     );
     // `[routes.cache]`: the key starts at column 9.
     out.has_diag(

@@ -57,7 +57,9 @@ pub fn status(rt: &Runtime) -> Value {
                 .collect();
             json!({
                 "name": p.name(),
-                "limit": p.bulkhead.max_inflight(),
+                "limit": p.bulkhead.limit(),
+                "cutoff": p.bulkhead.cutoff().as_str(),
+                "pressure": p.bulkhead.pressure(),
                 "max_inflight": p.bulkhead.max_inflight(),
                 "inflight": p.bulkhead.inflight(),
                 "queue": { "depth": p.bulkhead.queued(), "max": p.bulkhead.queue_max(),

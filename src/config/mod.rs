@@ -2,6 +2,7 @@
 //! a checked `Config` plus warnings, or every diagnostic found. Used by `levee check`, by
 //! startup, and (later) by reload, so all three refuse exactly the same files.
 
+mod adaptive;
 pub mod diag;
 pub mod model;
 mod protection;

@@ -37,6 +37,19 @@ pub struct PoolSpec {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub health_check: Option<HealthCheckSpec>,
+    /// Adaptive concurrency limit below `max_inflight`; `None` keeps the limit static.
+    pub adaptive: Option<AdaptiveSpec>,
+}
+
+/// `[pools.NAME] adaptive`: tuning of the adaptive limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptiveSpec {
+    pub min_limit: u32,
+    pub initial_limit: u32,
+    pub tolerance: f64,
+    pub backoff: f64,
+    pub smoothing: f64,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +85,17 @@ impl Priority {
         })
     }
 
+    /// The priority at `i` (0 = sheddable … 4 = critical); out of range is critical.
+    pub fn from_index(i: usize) -> Priority {
+        match i {
+            0 => Priority::Sheddable,
+            1 => Priority::Low,
+            2 => Priority::Normal,
+            3 => Priority::High,
+            _ => Priority::Critical,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::Critical => "critical",
@@ -92,6 +116,8 @@ pub struct RouteSpec {
     pub matcher: MatchSpec,
     /// `shadow = true` on the route: every protection of the route only counts.
     pub shadow: bool,
+    /// Brownout: answer with the degrade response while the pool is under pressure.
+    pub degrade_under_pressure: bool,
     pub rate_limit: Option<RateLimitSpec>,
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,

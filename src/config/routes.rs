@@ -111,6 +111,7 @@ pub(super) fn validate_routes(
                 cost: cost.unwrap_or(1) as u32,
                 matcher: matcher.unwrap_or_default(),
                 shadow: r.shadow.unwrap_or(false),
+                degrade_under_pressure: r.degrade_under_pressure.unwrap_or(false),
                 rate_limit: pr.rate_limit,
                 client_rate_limit: pr.client_rate_limit,
                 circuit_breaker: pr.circuit_breaker,

@@ -23,6 +23,8 @@ pub struct RawPool {
     pub connect_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub health_check: Option<RawHealthCheck>,
+    /// `true`/`false` or a table of tuning keys: checked in `adaptive.rs`.
+    pub adaptive: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +55,7 @@ pub struct RawRoute {
     #[serde(rename = "match")]
     pub match_: Option<RawMatch>,
     pub shadow: Option<bool>,
+    pub degrade_under_pressure: Option<bool>,
     pub rate_limit: Option<RawRateLimit>,
     pub client_rate_limit: Option<RawClientRateLimit>,
     pub circuit_breaker: Option<RawBreaker>,

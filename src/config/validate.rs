@@ -3,6 +3,7 @@
 //! its own, and a section that fails to decode is decoded again key by key, so one bad value
 //! never hides another. Semantic checks (references, ranges, regexes, files) follow.
 
+use super::adaptive::validate_adaptive;
 use super::diag::{key_seg, Diags};
 use super::model::*;
 use super::routes::validate_routes;
@@ -371,6 +372,8 @@ fn validate_pool(name: &str, raw: &RawPool, d: &mut Diags) -> Option<PoolSpec> {
         Some(h) => validate_health(h, &format!("{base}.health_check"), d).map(Some),
     };
 
+    let adaptive = validate_adaptive(raw.adaptive.as_ref(), max_inflight, &p("adaptive"), d);
+
     if !name_ok || endpoints.len() != raw.endpoints.as_ref().map_or(usize::MAX, |e| e.len()) {
         return None;
     }
@@ -383,6 +386,7 @@ fn validate_pool(name: &str, raw: &RawPool, d: &mut Diags) -> Option<PoolSpec> {
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
         health_check: health_check?,
+        adaptive: adaptive?,
     })
 }
 

@@ -1,47 +1,86 @@
-//! The pool bulkhead: at most `max_inflight` requests in flight to a pool; up to `queue.max`
-//! more wait (FIFO) for at most `queue.timeout`, then are shed. A slot is an RAII `Permit`
-//! held in the request context and released when the context drops — on success, upstream
-//! error, client disconnect or panic alike. A request rejected here never holds a slot.
+//! The pool bulkhead: admission step 5. The pool has a limit in cost units (`max_inflight`,
+//! or below it the adaptive limit of `protection::adaptive`); a request occupies its route's
+//! `cost` units while in flight. When the pool is at its limit, requests wait in a bounded
+//! priority queue (`queue.max` waiters, each at most `queue.timeout`) and freed units go to
+//! the highest priority first.
 //!
-//! Cost: two atomic operations on the fast path (a free slot); a queued request parks on the
-//! semaphore's waiter list and costs one timer.
+//! Who is turned away first, as pressure rises:
+//! - **Queue full**: a newcomer evicts the newest waiter of a *lower* priority (answered
+//!   `overloaded`); if there is none, the newcomer is shed. So critical traffic is never shed
+//!   while lower priorities hold queue places they can give up.
+//! - **Cutoff**: while the queue stays over 3/4 full, the lowest priority still queued is cut
+//!   off (new requests of it shed at once, its waiters shed now), one level per 250 ms, never
+//!   `critical`. It comes back one level per second once the queue is under 1/4 full: the
+//!   hysteresis keeps it from flapping.
+//! - **LIFO under overload**: within a priority, waiters are served oldest first, unless the
+//!   oldest has already waited half the timeout: then the newest goes first, because it still
+//!   has a client that is likely to be there when the answer comes (CoDel's insight, and
+//!   Facebook's adaptive LIFO).
+//!
+//! A held slot is an RAII `Permit`; dropping it (success, upstream error, client gone,
+//! panic) frees the units and hands them to waiters. A waiting request whose client goes
+//! away leaves the queue (its future is dropped; the `Waiting` guard cleans up).
+//!
+//! Cost: one short mutex section to take a free slot and one to free it.
 
+use crate::config::Priority;
 use crate::metrics::PoolMetrics;
 use crate::reason::Reason;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+const LEVELS: usize = 5;
+const CUT_AFTER: Duration = Duration::from_millis(250);
+const RESTORE_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Bulkhead {
-    slots: Arc<Semaphore>,
-    max_inflight: usize,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    max_inflight: u32,
     queue_max: usize,
     queue_timeout: Duration,
+    /// Mirrors of the state for lock-free reads (status, pressure).
+    limit: AtomicU32,
+    inflight: AtomicU32,
     queued: AtomicUsize,
     metrics: PoolMetrics,
 }
 
-/// A held slot of a pool. Dropping it frees the slot and updates the in-flight gauge.
+struct Waiter {
+    id: u64,
+    cost: u32,
+    since: Instant,
+    grant: oneshot::Sender<()>,
+}
+
+struct State {
+    limit: u32,
+    inflight: u32,
+    queues: [VecDeque<Waiter>; LEVELS],
+    queued: usize,
+    /// Requests of a priority below this are shed without queueing.
+    cutoff: Priority,
+    cutoff_changed: Instant,
+    next_id: u64,
+}
+
+/// A held slot of a pool. Dropping it frees its units and hands them on.
 #[must_use = "dropping the permit releases the pool slot at once"]
 pub struct Permit {
-    _slot: OwnedSemaphorePermit,
-    inflight: prometheus::IntGauge,
+    inner: Arc<Inner>,
+    cost: u32,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.inflight.dec();
-    }
-}
-
-/// Decrements the queue count however the wait ends (slot, timeout, or client gone).
-struct Queued<'a>(&'a Bulkhead);
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.queued.dec();
+        self.inner.release(self.cost);
     }
 }
 
@@ -52,59 +91,262 @@ impl Bulkhead {
         queue_timeout: Duration,
         metrics: PoolMetrics,
     ) -> Self {
-        metrics.limit.set(max_inflight as i64);
+        let max = max_inflight.min(u32::MAX as usize) as u32;
+        metrics.limit.set(i64::from(max));
         Bulkhead {
-            slots: Arc::new(Semaphore::new(max_inflight)),
-            max_inflight,
-            queue_max,
-            queue_timeout,
-            queued: AtomicUsize::new(0),
-            metrics,
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    limit: max,
+                    inflight: 0,
+                    queues: Default::default(),
+                    queued: 0,
+                    cutoff: Priority::Sheddable,
+                    cutoff_changed: Instant::now(),
+                    next_id: 0,
+                }),
+                max_inflight: max,
+                queue_max,
+                queue_timeout,
+                limit: AtomicU32::new(max),
+                inflight: AtomicU32::new(0),
+                queued: AtomicUsize::new(0),
+                metrics,
+            }),
         }
     }
 
-    /// Take a slot, waiting in the bounded queue if none is free.
-    /// Errors: `Overloaded` when the queue is full, `QueueTimeout` after `queue.timeout`.
-    pub async fn acquire(&self) -> Result<Permit, Reason> {
-        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return Ok(self.permit(slot));
-        }
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.queue_max {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(Reason::Overloaded);
-        }
-        self.metrics.queued.inc();
-        let _queued = Queued(self);
-        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(slot)) => Ok(self.permit(slot)),
-            // The semaphore is never closed; treat it like a full queue if it were.
-            Ok(Err(_)) => Err(Reason::Overloaded),
-            Err(_) => Err(Reason::QueueTimeout),
-        }
+    /// Take `cost` units for a request of `priority`, waiting in the queue if need be.
+    /// Errors: `Overloaded` (shed: queue full, evicted, or below the cutoff) or
+    /// `QueueTimeout` (waited `queue.timeout`).
+    pub async fn acquire(&self, cost: u32, priority: Priority) -> Result<Permit, Reason> {
+        let inner = &self.inner;
+        let (rx, id, cost) = {
+            let mut s = inner.lock();
+            // A cost above the limit could never run: it takes the whole pool instead.
+            let cost = cost.clamp(1, s.limit.max(1));
+            let p = priority as usize;
+            let ahead = s.queues[p..].iter().any(|q| !q.is_empty());
+            if !ahead && s.inflight + cost <= s.limit {
+                s.inflight += cost;
+                inner.mirror(&s);
+                return Ok(self.permit(cost));
+            }
+            if priority < s.cutoff {
+                return Err(Reason::Overloaded);
+            }
+            if s.queued >= inner.queue_max {
+                // Make room by shedding the newest waiter of the lowest lower priority.
+                let Some(victim) = (0..p).find(|&q| !s.queues[q].is_empty()) else {
+                    return Err(Reason::Overloaded);
+                };
+                s.queues[victim].pop_back(); // dropping its sender tells it: overloaded
+                s.queued -= 1;
+            }
+            let (tx, rx) = oneshot::channel();
+            let id = s.next_id;
+            s.next_id += 1;
+            s.queues[p].push_back(Waiter {
+                id,
+                cost,
+                since: Instant::now(),
+                grant: tx,
+            });
+            s.queued += 1;
+            inner.adjust_cutoff(&mut s);
+            inner.mirror(&s);
+            (rx, id, cost)
+        };
+        let mut waiting = Waiting {
+            inner,
+            id,
+            priority,
+            cost,
+            rx: Some(rx),
+        };
+        let rx = waiting.rx.as_mut().expect("set above");
+        let outcome = match tokio::time::timeout(inner.queue_timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Reason::Overloaded), // evicted or cut off
+            Err(_) => {
+                // Timed out, unless a grant raced in: decide under the lock.
+                let mut s = inner.lock();
+                if s.remove(priority, id) {
+                    inner.mirror(&s);
+                    Err(Reason::QueueTimeout)
+                } else if waiting.rx.as_mut().is_some_and(|rx| rx.try_recv().is_ok()) {
+                    Ok(()) // granted just now: the units are ours
+                } else {
+                    Err(Reason::Overloaded)
+                }
+            }
+        };
+        waiting.rx = None; // settled: nothing for the guard to undo
+        outcome.map(|()| self.permit(cost))
     }
 
-    fn permit(&self, slot: OwnedSemaphorePermit) -> Permit {
-        self.metrics.inflight.inc();
+    fn permit(&self, cost: u32) -> Permit {
         Permit {
-            _slot: slot,
-            inflight: self.metrics.inflight.clone(),
+            inner: self.inner.clone(),
+            cost,
+        }
+    }
+
+    /// Set the pool's limit (the adaptive controller), within `[1, max_inflight]`.
+    pub fn set_limit(&self, limit: u32) {
+        let limit = limit.clamp(1, self.inner.max_inflight);
+        let mut s = self.inner.lock();
+        if s.limit != limit {
+            s.limit = limit;
+            self.inner.metrics.limit.set(i64::from(limit));
+            self.inner.grant(&mut s);
+            self.inner.mirror(&s);
         }
     }
 
     pub fn max_inflight(&self) -> usize {
-        self.max_inflight
+        self.inner.max_inflight as usize
     }
 
+    pub fn limit(&self) -> u32 {
+        self.inner.limit.load(Ordering::Relaxed)
+    }
+
+    /// Units in flight.
     pub fn inflight(&self) -> usize {
-        self.max_inflight - self.slots.available_permits()
+        self.inner.inflight.load(Ordering::Relaxed) as usize
     }
 
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.inner.queued.load(Ordering::Relaxed)
     }
 
     pub fn queue_max(&self) -> usize {
-        self.queue_max
+        self.inner.queue_max
+    }
+
+    /// The lowest priority not shed at once.
+    pub fn cutoff(&self) -> Priority {
+        self.inner.lock().cutoff
+    }
+
+    /// Demand over capacity: (units in flight + waiters) / limit. 1.0 is a full pool with an
+    /// empty queue.
+    pub fn pressure(&self) -> f64 {
+        let limit = f64::from(self.limit().max(1));
+        (self.inflight() as f64 + self.queued() as f64) / limit
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mirror(&self, s: &State) {
+        self.limit.store(s.limit, Ordering::Relaxed);
+        self.inflight.store(s.inflight, Ordering::Relaxed);
+        self.queued.store(s.queued, Ordering::Relaxed);
+        self.metrics.inflight.set(i64::from(s.inflight));
+        self.metrics.queued.set(s.queued as i64);
+    }
+
+    fn release(&self, cost: u32) {
+        let mut s = self.lock();
+        s.inflight = s.inflight.saturating_sub(cost);
+        self.grant(&mut s);
+        self.adjust_cutoff(&mut s);
+        self.mirror(&s);
+    }
+
+    /// Hand free units to waiters, highest priority first; stop at the first that does not
+    /// fit, so a costly high-priority request is not starved by cheap lower ones.
+    fn grant(&self, s: &mut State) {
+        let half = self.queue_timeout / 2;
+        'levels: for p in (0..LEVELS).rev() {
+            loop {
+                let Some(front) = s.queues[p].front() else {
+                    continue 'levels;
+                };
+                let lifo = front.since.elapsed() >= half;
+                let next = if lifo {
+                    s.queues[p].back()
+                } else {
+                    s.queues[p].front()
+                };
+                let cost = next.map_or(0, |w| w.cost);
+                if s.inflight + cost > s.limit {
+                    break 'levels;
+                }
+                let w = if lifo {
+                    s.queues[p].pop_back()
+                } else {
+                    s.queues[p].pop_front()
+                };
+                let Some(w) = w else { continue 'levels };
+                s.queued -= 1;
+                if w.grant.send(()).is_ok() {
+                    s.inflight += w.cost;
+                }
+            }
+        }
+    }
+
+    /// Move the cutoff with the queue's fill, with hysteresis.
+    fn adjust_cutoff(&self, s: &mut State) {
+        let fill = s.queued as f64 / self.queue_max.max(1) as f64;
+        let now = Instant::now();
+        let since = now.duration_since(s.cutoff_changed);
+        if fill > 0.75 && s.cutoff < Priority::Critical && since >= CUT_AFTER {
+            let lowest = (0..LEVELS).find(|&q| !s.queues[q].is_empty());
+            if let Some(q) = lowest.filter(|&q| q < Priority::Critical as usize) {
+                s.cutoff = Priority::from_index(q + 1);
+                s.cutoff_changed = now;
+                for level in 0..=q {
+                    let n = s.queues[level].len();
+                    s.queues[level].clear(); // dropped senders: overloaded
+                    s.queued -= n;
+                }
+            }
+        } else if fill < 0.25 && s.cutoff > Priority::Sheddable && since >= RESTORE_AFTER {
+            s.cutoff = Priority::from_index(s.cutoff as usize - 1);
+            s.cutoff_changed = now;
+        }
+    }
+}
+
+impl State {
+    fn remove(&mut self, p: Priority, id: u64) -> bool {
+        let q = &mut self.queues[p as usize];
+        match q.iter().position(|w| w.id == id) {
+            Some(i) => {
+                q.remove(i);
+                self.queued -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A queued request. If its future is dropped (client gone) it leaves the queue, or gives
+/// back the units it was granted meanwhile.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    id: u64,
+    priority: Priority,
+    cost: u32,
+    rx: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        let mut s = self.inner.lock();
+        if !s.remove(self.priority, self.id) && rx.try_recv().is_ok() {
+            s.inflight = s.inflight.saturating_sub(self.cost);
+            self.inner.grant(&mut s);
+        }
+        self.inner.mirror(&s);
     }
 }
 
@@ -112,54 +354,148 @@ impl Bulkhead {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+    use Priority::*;
 
-    fn bulkhead(max: usize, queue: usize) -> Bulkhead {
+    fn bulkhead(max: usize, queue: usize) -> Arc<Bulkhead> {
         let m = Metrics::new();
-        Bulkhead::new(max, queue, Duration::from_millis(100), m.pool("p"))
+        Arc::new(Bulkhead::new(
+            max,
+            queue,
+            Duration::from_millis(100),
+            m.pool("p"),
+        ))
+    }
+
+    /// Queue a request in the background; the handle yields its result.
+    async fn queue(
+        b: &Arc<Bulkhead>,
+        cost: u32,
+        p: Priority,
+    ) -> tokio::task::JoinHandle<Result<Permit, Reason>> {
+        let b2 = b.clone();
+        let h = tokio::spawn(async move { b2.acquire(cost, p).await });
+        tokio::task::yield_now().await;
+        h
     }
 
     #[tokio::test(start_paused = true)]
     async fn queue_full_is_overloaded_and_timeout_is_queue_timeout() {
-        let b = Arc::new(bulkhead(1, 1));
-        let held = b.acquire().await.unwrap();
+        let b = bulkhead(1, 1);
+        let held = b.acquire(1, Normal).await.unwrap();
         assert_eq!(b.inflight(), 1);
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.acquire().await.map(|_| ()) });
-        tokio::task::yield_now().await;
+        let waiter = queue(&b, 1, Normal).await;
         assert_eq!(b.queued(), 1);
-        assert_eq!(b.acquire().await.err(), Some(Reason::Overloaded));
+        assert_eq!(b.acquire(1, Normal).await.err(), Some(Reason::Overloaded));
         // Paused clock: the waiter times out after exactly queue.timeout.
-        assert_eq!(waiter.await.unwrap(), Err(Reason::QueueTimeout));
+        assert_eq!(waiter.await.unwrap().err(), Some(Reason::QueueTimeout));
         assert_eq!(b.queued(), 0);
         drop(held);
         assert_eq!(b.inflight(), 0);
-        assert!(b.acquire().await.is_ok());
+        assert!(b.acquire(1, Normal).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn released_slot_goes_to_waiter() {
-        let b = Arc::new(bulkhead(1, 4));
-        let held = b.acquire().await.unwrap();
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.acquire().await.map(drop) });
-        tokio::task::yield_now().await;
-        drop(held);
-        assert_eq!(waiter.await.unwrap(), Ok(()));
-        assert_eq!(b.inflight(), 0);
-        assert_eq!(b.metrics.inflight.get(), 0);
-        assert_eq!(b.metrics.queued.get(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cancelled_waiter_leaves_queue() {
-        let b = Arc::new(bulkhead(1, 4));
-        let _held = b.acquire().await.unwrap();
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.acquire().await.map(|_| ()) });
-        tokio::task::yield_now().await;
+    async fn released_slot_goes_to_waiter_and_cancelled_waiters_leave() {
+        let b = bulkhead(1, 4);
+        let held = b.acquire(1, Normal).await.unwrap();
+        let gone = queue(&b, 1, Normal).await;
+        let waiter = queue(&b, 1, Normal).await;
+        assert_eq!(b.queued(), 2);
+        gone.abort();
+        let _ = gone.await;
         assert_eq!(b.queued(), 1);
-        waiter.abort();
-        let _ = waiter.await;
-        assert_eq!(b.queued(), 0);
+        drop(held);
+        let p = waiter.await.unwrap().unwrap();
+        assert_eq!((b.inflight(), b.queued()), (1, 0));
+        drop(p);
+        assert_eq!(b.inflight(), 0);
+        assert_eq!(b.inner.metrics.inflight.get(), 0);
+        assert_eq!(b.inner.metrics.queued.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn higher_priority_is_served_first() {
+        let b = bulkhead(1, 4);
+        let held = b.acquire(1, Normal).await.unwrap();
+        let low = queue(&b, 1, Sheddable).await;
+        let crit = queue(&b, 1, Critical).await;
+        drop(held);
+        let c = crit.await.unwrap().unwrap();
+        assert!(!low.is_finished());
+        drop(c);
+        assert!(low.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_sheds_lower_priority_for_higher() {
+        let b = bulkhead(1, 1);
+        let _held = b.acquire(1, Normal).await.unwrap();
+        let low = queue(&b, 1, Low).await;
+        let crit = queue(&b, 1, Critical).await;
+        assert_eq!(low.await.unwrap().err(), Some(Reason::Overloaded));
+        assert_eq!(b.queued(), 1);
+        // A newcomer of equal or lower priority than every waiter is the one shed.
+        assert_eq!(b.acquire(1, Critical).await.err(), Some(Reason::Overloaded));
+        assert_eq!(
+            b.acquire(1, Sheddable).await.err(),
+            Some(Reason::Overloaded)
+        );
+        crit.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cost_is_counted_in_units() {
+        let b = bulkhead(10, 4);
+        let a = b.acquire(4, Normal).await.unwrap();
+        let _b2 = b.acquire(4, Normal).await.unwrap();
+        assert_eq!(b.inflight(), 8);
+        let third = queue(&b, 4, Normal).await;
+        assert_eq!(b.queued(), 1);
+        // A cost above the limit takes the whole pool rather than never running.
+        let huge = queue(&b, 50, Normal).await;
+        drop(a);
+        assert!(third.await.unwrap().is_ok());
+        assert!(!huge.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_raised_limit_admits_waiters() {
+        let b = bulkhead(8, 4);
+        b.set_limit(1);
+        assert_eq!(b.limit(), 1);
+        let _held = b.acquire(1, Normal).await.unwrap();
+        let w = queue(&b, 1, Normal).await;
+        b.set_limit(2);
+        assert!(w.await.unwrap().is_ok());
+        b.set_limit(1000);
+        assert_eq!(b.limit(), 8, "never above max_inflight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cutoff_rises_with_pressure_and_comes_back_slowly() {
+        let b = bulkhead(1, 4);
+        let held = b.acquire(1, Critical).await.unwrap();
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let mut waiters = Vec::new();
+        for p in [Sheddable, Low, Normal, High] {
+            waiters.push(queue(&b, 1, p).await);
+        }
+        // 4 of 4 queued: sheddable is cut off, its waiter shed, and new ones refused.
+        assert_eq!(b.cutoff(), Low);
+        assert_eq!(
+            b.acquire(1, Sheddable).await.err(),
+            Some(Reason::Overloaded)
+        );
+        assert_eq!(b.queued(), 3);
+        // Releases with the queue under 1/4 full restore one level per second at most.
+        drop(held);
+        // Highest priority first, each freeing the slot for the next.
+        for w in waiters.drain(1..).rev() {
+            drop(w.await.unwrap().unwrap());
+        }
+        assert_eq!(b.cutoff(), Low, "hysteresis: not yet");
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        drop(b.acquire(1, Normal).await.unwrap());
+        assert_eq!(b.cutoff(), Sheddable);
     }
 }

@@ -12,6 +12,8 @@ pub mod health;
 
 use crate::config::PoolSpec;
 use crate::metrics::{Metrics, PoolMetrics};
+use crate::protection::adaptive::{limit::LimitConfig, Adaptive, Sample};
+use crate::protection::retry_budget::RetryBudget;
 use bulkhead::Bulkhead;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
@@ -53,6 +55,9 @@ pub struct Pool {
     pub metrics: PoolMetrics,
     pub endpoints: Arc<[Endpoint]>,
     next: AtomicUsize,
+    /// The adaptive limit (`adaptive = true`), fed by finished requests.
+    pub adaptive: Option<Adaptive>,
+    pub retries: RetryBudget,
 }
 
 /// How long an idle upstream connection is kept for reuse.
@@ -89,13 +94,29 @@ impl Pool {
             lb.set_health_check(Box::new(health::http_check(hc, observer)));
         }
         let pm = metrics.pool(&spec.name);
+        let bulkhead = Bulkhead::new(
+            spec.max_inflight,
+            spec.queue_max,
+            spec.queue_timeout,
+            pm.clone(),
+        );
+        let adaptive = spec.adaptive.as_ref().map(|a| {
+            let cfg = LimitConfig {
+                min_limit: a.min_limit,
+                max_limit: spec.max_inflight as u32,
+                initial_limit: a.initial_limit,
+                tolerance: a.tolerance,
+                backoff: a.backoff,
+                smoothing: a.smoothing,
+            };
+            let adaptive = Adaptive::new(cfg, a.window);
+            bulkhead.set_limit(adaptive.initial_limit());
+            adaptive
+        });
         Ok(Arc::new(Pool {
-            bulkhead: Bulkhead::new(
-                spec.max_inflight,
-                spec.queue_max,
-                spec.queue_timeout,
-                pm.clone(),
-            ),
+            bulkhead,
+            adaptive,
+            retries: RetryBudget::default(),
             metrics: pm,
             spec: spec.clone(),
             lb,
@@ -106,6 +127,15 @@ impl Pool {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Feed one finished request to the adaptive limit, if the pool has one.
+    pub fn observe(&self, sample: Sample) {
+        if let Some(a) = &self.adaptive {
+            if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
+                self.bulkhead.set_limit(limit);
+            }
+        }
     }
 
     /// Next endpoint in round-robin order that is in rotation.

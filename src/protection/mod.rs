@@ -4,7 +4,10 @@
 //! 2. breaker gate (`breaker`): read-only while closed or open; never spends a token
 //! 3. route rate limit (`rate_limit`): spends one of the route's tokens
 //! 4. client rate limit (`client_limit`): spends one of the client's tokens
-//! 5. pool admission (`pools::bulkhead`, in the proxy): takes a slot
+//! 5. brownout (`degrade_under_pressure`): while the pool is under pressure the route answers
+//!    with its degrade response (reason `degraded`) without taking a slot
+//! 6. pool admission (`pools::bulkhead`, in the proxy): takes cost units of the pool's
+//!    (adaptive) limit, by priority
 //!
 //! A request rejected at any step never reaches the later ones: an open breaker spends no
 //! token and a rate-limited request never holds a pool slot. A protection in shadow mode
@@ -12,9 +15,11 @@
 //! `levee_shadow_rejections_total`, and the request goes on. After the response, `finish`
 //! feeds the outcome to the breaker.
 
+pub mod adaptive;
 pub mod breaker;
 pub mod client_limit;
 pub mod rate_limit;
+pub mod retry_budget;
 
 use crate::config::RouteSpec;
 use crate::reason::Reason;
@@ -45,8 +50,14 @@ pub fn now_nanos() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1_000_000_000
 }
 
+/// Brownout with hysteresis: on when the pool's pressure (demand over limit) goes above
+/// `BROWNOUT_ON`, off again only when it falls below `BROWNOUT_OFF`.
+pub const BROWNOUT_ON: f64 = 1.0;
+pub const BROWNOUT_OFF: f64 = 0.8;
+
 /// A route's protections, built once per config.
 pub struct Protection {
+    brownout: Option<std::sync::atomic::AtomicBool>,
     rate: Option<(RouteLimit, bool)>,
     client: Option<(ClientLimit, crate::config::ClientKey, bool)>,
     pub breaker: Option<(Breaker, bool)>,
@@ -67,6 +78,9 @@ impl Protection {
     pub fn new(spec: &RouteSpec) -> Protection {
         let shadow = spec.shadow;
         Protection {
+            brownout: spec
+                .degrade_under_pressure
+                .then(|| std::sync::atomic::AtomicBool::new(false)),
             rate: spec
                 .rate_limit
                 .as_ref()
@@ -84,6 +98,25 @@ impl Protection {
 
     pub fn is_empty(&self) -> bool {
         self.rate.is_none() && self.client.is_none() && self.breaker.is_none()
+    }
+
+    /// Brownout check against the pool's pressure now: `true` means answer with the degrade
+    /// response. Returns the state change, if any, as the second value (for the log).
+    pub fn brownout(&self, pressure: f64) -> (bool, Option<bool>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(on) = &self.brownout else {
+            return (false, None);
+        };
+        let was = on.load(Relaxed);
+        let now = if was {
+            pressure >= BROWNOUT_OFF
+        } else {
+            pressure > BROWNOUT_ON
+        };
+        if now != was && on.compare_exchange(was, now, Relaxed, Relaxed).is_ok() {
+            return (now, Some(now));
+        }
+        (now, None)
     }
 
     /// Steps 2–4 for one request. `shadowed` is told of each rejection a shadow protection
@@ -192,6 +225,7 @@ mod tests {
             cost: 1,
             matcher: MatchSpec::default(),
             shadow: false,
+            degrade_under_pressure: false,
             // One token per hour: a spent token never comes back during the test.
             rate_limit: Some(RateLimitSpec {
                 rps: 1.0 / 3600.0,

@@ -2,6 +2,7 @@
 //! request holds (its pool slot), whatever path the request took.
 
 use crate::pools::bulkhead::Permit;
+use crate::protection::adaptive::Sample;
 use crate::protection::Outcome;
 use crate::reason::Reason;
 use crate::runtime::{Route, Runtime};
@@ -27,6 +28,10 @@ pub struct Ctx {
     pub probe: bool,
     /// Status of the upstream's response, once its head arrived.
     pub upstream_status: Option<u16>,
+    /// When the upstream's response head arrived.
+    pub upstream_head_at: Option<Instant>,
+    /// Units in flight in the pool just after this request was admitted.
+    pub inflight_at_admit: u32,
 }
 
 impl Ctx {
@@ -43,6 +48,8 @@ impl Ctx {
             admitted_at: None,
             probe: false,
             upstream_status: None,
+            upstream_head_at: None,
+            inflight_at_admit: 0,
         }
     }
 
@@ -65,6 +72,24 @@ impl Ctx {
             Some(_) => Outcome::Success,
             None => Outcome::Ignored,
         }
+    }
+
+    /// The request as the adaptive limit sees it; `None` if it never reached the upstream.
+    pub fn limit_sample(&self) -> Option<Sample> {
+        let admitted = self.admitted_at?;
+        let overload = matches!(
+            self.reason,
+            Some(Reason::UpstreamTimeout | Reason::UpstreamConnectFailed)
+        ) || matches!(self.upstream_status, Some(503 | 429));
+        let rtt = self.upstream_head_at.map(|t| t.duration_since(admitted));
+        if rtt.is_none() && !overload {
+            return None; // the client left, or the exchange broke: says nothing of load
+        }
+        Some(Sample {
+            rtt,
+            inflight: self.inflight_at_admit,
+            dropped: overload,
+        })
     }
 
     pub fn route_name(&self) -> &str {

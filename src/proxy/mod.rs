@@ -13,7 +13,7 @@ pub mod errors;
 pub mod headers;
 
 use crate::config::NO_ROUTE;
-use crate::protection::{self, breaker::Transition, Verdict};
+use crate::protection::{self, breaker::Transition, retry_budget, Verdict};
 use crate::reason::Reason;
 use crate::respond::{self, Answer};
 use crate::routing::RequestView;
@@ -52,6 +52,7 @@ impl LeveeProxy {
             Reason::RateLimited => "route rate limit spent",
             Reason::ClientRateLimited => "client rate limit spent",
             Reason::CircuitOpen => "circuit breaker open",
+            Reason::Degraded => "brownout: pool under pressure, degrade response",
             _ => "rejected",
         };
         self.note(ctx, a.reason, detail);
@@ -158,11 +159,36 @@ impl ProxyHttp for LeveeProxy {
             }
         }
 
-        // Step 5: a slot of the pool's bulkhead.
-        match route.pool.bulkhead.acquire().await {
+        // Step 5: brownout while the pool is under pressure.
+        let (brownout, changed) = route.protection.brownout(route.pool.bulkhead.pressure());
+        if let (Some(on), Some(suppressed)) = (changed, changed.and(self.shared.log.admit())) {
+            tracing::warn!(
+                route = %route.spec.name,
+                pool = route.pool.name(),
+                suppressed,
+                "brownout {}: pool pressure {:.2}",
+                if on { "on" } else { "off" },
+                route.pool.bulkhead.pressure()
+            );
+        }
+        if brownout {
+            let a = Answer::new(Reason::Degraded, &route.spec.name, None);
+            self.reject(session, ctx, a).await;
+            return Ok(true);
+        }
+
+        // Step 6: cost units of the pool's limit.
+        match route
+            .pool
+            .bulkhead
+            .acquire(route.spec.cost, route.spec.priority)
+            .await
+        {
             Ok(permit) => {
                 ctx.permit = Some(permit);
                 ctx.admitted_at = Some(std::time::Instant::now());
+                ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
+                route.pool.retries.request(protection::now_nanos());
                 Ok(false)
             }
             Err(reason) => {
@@ -194,23 +220,39 @@ impl ProxyHttp for LeveeProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_attempts += 1;
-        // Nothing reached the upstream: try the next endpoint, once per other endpoint.
-        let endpoints = ctx.route.as_ref().map_or(1, |r| r.spec_endpoints());
-        if errors::is_connect_failure(&e) && ctx.connect_attempts < endpoints.min(3) {
-            e.set_retry(true);
-            if let Some(suppressed) = self.shared.log.admit() {
-                tracing::warn!(
-                    route = ctx.route_name(),
-                    suppressed,
-                    "connect failed, trying the next endpoint: {e}"
-                );
-            }
+        // Nothing reached the upstream: try the next endpoint, once per other endpoint, for
+        // idempotent requests, within the pool's retry budget.
+        // Pingora marks some connect errors retryable by itself: levee decides, always.
+        e.set_retry(false);
+        let Some(route) = ctx.route.as_ref() else {
+            return e;
+        };
+        let endpoints = route.spec_endpoints();
+        if !errors::is_connect_failure(&e) || ctx.connect_attempts >= endpoints.min(3) {
+            return e;
+        }
+        let idempotent = retry_budget::idempotent(&session.req_header().method);
+        let budget = idempotent && route.pool.retries.try_retry(protection::now_nanos());
+        e.set_retry(budget);
+        if let Some(suppressed) = self.shared.log.admit() {
+            let what = if budget {
+                "trying the next endpoint"
+            } else if idempotent {
+                "not retried: the pool's retry budget is spent"
+            } else {
+                "not retried: the method is not idempotent"
+            };
+            tracing::warn!(
+                route = ctx.route_name(),
+                suppressed,
+                "connect failed, {what}: {e}"
+            );
         }
         e
     }
@@ -235,6 +277,7 @@ impl ProxyHttp for LeveeProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        ctx.upstream_head_at = Some(std::time::Instant::now());
         headers::strip_response_hop_by_hop(resp);
         Ok(())
     }
@@ -308,6 +351,9 @@ impl ProxyHttp for LeveeProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         // Free the slot before anything else: the response is done.
         ctx.permit.take();
+        if let (Some(route), Some(sample)) = (&ctx.route, ctx.limit_sample()) {
+            route.pool.observe(sample);
+        }
         if let Some(route) = ctx
             .route
             .as_ref()
