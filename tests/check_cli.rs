@@ -194,9 +194,10 @@ fn unknown_keys_top_level_and_in_route() {
 fn unknown_key_path_names_key_once() {
     let f = format!("{E}/unknown_key.toml");
     let out = check(&f);
-    out.has_line(&format!(
-        "{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`, `shadow`, `degrade_under_pressure`, `rate_limit`, `client_rate_limit`, `circuit_breaker`, `degrade`"
-    ));
+    out.has_diag(
+        &format!("{f}:11:1: error: routes[0].prority: unknown key `prority`, expected one of `name`, `pool`, `priority`, `cost`, `match`"),
+        &[],
+    );
 }
 
 /// An unknown key inside a nested table (`[routes.match]`) must not hide the other mistakes

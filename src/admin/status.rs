@@ -39,6 +39,12 @@ pub fn status(rt: &Runtime) -> Value {
                     "keys_tracked": r.protection.client_keys(),
                     "shadow": l.shadow || r.spec.shadow,
                 })),
+                "costly": r.protection.learned.as_ref().map(|l| l.top(10).into_iter().map(|c| json!({
+                    "value": c.value,
+                    "requests": c.count,
+                    "mean_latency_ms": c.mean_latency.as_secs_f64() * 1000.0,
+                    "times_median": c.ratio,
+                })).collect::<Vec<_>>()),
                 "degrade": r.spec.degrade.as_ref().map(|d| json!({
                     "status": d.status,
                     "body_file": d.body_file.as_ref().map(|p| p.display().to_string()),

@@ -118,10 +118,22 @@ pub struct RouteSpec {
     pub shadow: bool,
     /// Brownout: answer with the degrade response while the pool is under pressure.
     pub degrade_under_pressure: bool,
+    /// Learn the cost of requests per value of this key.
+    pub cost_key: Option<CostKey>,
     pub rate_limit: Option<RateLimitSpec>,
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,
     pub degrade: Option<DegradeSpec>,
+}
+
+/// `routes.cost_key`: what levee learns cost by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CostKey {
+    /// A query parameter (decoded, compared case-insensitively).
+    Query(String),
+    /// A header (lower-case name).
+    Header(String),
+    Path,
 }
 
 /// `routes.rate_limit`: GCRA over the whole route.

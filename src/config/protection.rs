@@ -17,6 +17,7 @@ const MAX_RPS: f64 = 10_000_000.0;
 
 /// The protections of one route, or `None` after reporting what is wrong.
 pub(super) struct Protections {
+    pub cost_key: Option<CostKey>,
     pub rate_limit: Option<RateLimitSpec>,
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,
@@ -51,7 +52,30 @@ pub(super) fn validate_protections(
         ok &= v.is_some();
         v
     });
+    let cost_key = match r.cost_key.as_deref() {
+        None => None,
+        Some("path") => Some(CostKey::Path),
+        Some(k) => {
+            match k.split_once(':') {
+                Some(("query", name)) if !name.is_empty() && name.len() <= 128 => {
+                    Some(CostKey::Query(name.to_string()))
+                }
+                Some(("header", name)) if valid_token(name) => {
+                    Some(CostKey::Header(name.to_ascii_lowercase()))
+                }
+                _ => {
+                    d.error(
+                    p("cost_key"),
+                    format!("bad cost key {k:?}: expected \"query:NAME\", \"header:NAME\" or \"path\""),
+                );
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
     ok.then_some(Protections {
+        cost_key,
         rate_limit,
         client_rate_limit,
         circuit_breaker,

@@ -112,6 +112,7 @@ pub(super) fn validate_routes(
                 matcher: matcher.unwrap_or_default(),
                 shadow: r.shadow.unwrap_or(false),
                 degrade_under_pressure: r.degrade_under_pressure.unwrap_or(false),
+                cost_key: pr.cost_key,
                 rate_limit: pr.rate_limit,
                 client_rate_limit: pr.client_rate_limit,
                 circuit_breaker: pr.circuit_breaker,

@@ -56,6 +56,7 @@ pub struct RawRoute {
     pub match_: Option<RawMatch>,
     pub shadow: Option<bool>,
     pub degrade_under_pressure: Option<bool>,
+    pub cost_key: Option<String>,
     pub rate_limit: Option<RawRateLimit>,
     pub client_rate_limit: Option<RawClientRateLimit>,
     pub circuit_breaker: Option<RawBreaker>,

@@ -18,6 +18,7 @@
 pub mod adaptive;
 pub mod breaker;
 pub mod client_limit;
+pub mod learned_cost;
 pub mod rate_limit;
 pub mod retry_budget;
 
@@ -57,6 +58,8 @@ pub const BROWNOUT_OFF: f64 = 0.8;
 
 /// A route's protections, built once per config.
 pub struct Protection {
+    /// Learned cost per value of `cost_key`.
+    pub learned: Option<learned_cost::LearnedCost>,
     brownout: Option<std::sync::atomic::AtomicBool>,
     rate: Option<(RouteLimit, bool)>,
     client: Option<(ClientLimit, crate::config::ClientKey, bool)>,
@@ -78,6 +81,7 @@ impl Protection {
     pub fn new(spec: &RouteSpec) -> Protection {
         let shadow = spec.shadow;
         Protection {
+            learned: spec.cost_key.clone().map(learned_cost::LearnedCost::new),
             brownout: spec
                 .degrade_under_pressure
                 .then(|| std::sync::atomic::AtomicBool::new(false)),
@@ -93,6 +97,26 @@ impl Protection {
                 .circuit_breaker
                 .as_ref()
                 .map(|s| (Breaker::new(s), shadow || s.shadow)),
+        }
+    }
+
+    /// How to admit this request to the pool: `(cost, priority, learned hash)`, raised and
+    /// lowered for a value learned to be costly.
+    pub fn admission(
+        &self,
+        spec: &RouteSpec,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> (u32, crate::config::Priority, Option<u64>) {
+        let Some(l) = &self.learned else {
+            return (spec.cost, spec.priority, None);
+        };
+        match l.value(uri.path(), uri.query(), headers) {
+            Some(v) => {
+                let (c, p, h) = l.admit(&v, spec.cost, spec.priority);
+                (c, p, Some(h))
+            }
+            None => (spec.cost, spec.priority, None),
         }
     }
 
@@ -226,6 +250,7 @@ mod tests {
             matcher: MatchSpec::default(),
             shadow: false,
             degrade_under_pressure: false,
+            cost_key: None,
             // One token per hour: a spent token never comes back during the test.
             rate_limit: Some(RateLimitSpec {
                 rps: 1.0 / 3600.0,

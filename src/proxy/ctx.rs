@@ -32,6 +32,8 @@ pub struct Ctx {
     pub upstream_head_at: Option<Instant>,
     /// Units in flight in the pool just after this request was admitted.
     pub inflight_at_admit: u32,
+    /// The learned-cost entry this request counts toward (routes with `cost_key`).
+    pub learned: Option<u64>,
 }
 
 impl Ctx {
@@ -50,6 +52,7 @@ impl Ctx {
             upstream_status: None,
             upstream_head_at: None,
             inflight_at_admit: 0,
+            learned: None,
         }
     }
 

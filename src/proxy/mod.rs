@@ -178,12 +178,13 @@ impl ProxyHttp for LeveeProxy {
         }
 
         // Step 6: cost units of the pool's limit.
-        match route
-            .pool
-            .bulkhead
-            .acquire(route.spec.cost, route.spec.priority)
-            .await
-        {
+        let req = session.req_header();
+        let (cost, priority, learned) =
+            route
+                .protection
+                .admission(&route.spec, &req.uri, &req.headers);
+        ctx.learned = learned;
+        match route.pool.bulkhead.acquire(cost, priority).await {
             Ok(permit) => {
                 ctx.permit = Some(permit);
                 ctx.admitted_at = Some(std::time::Instant::now());
@@ -353,6 +354,13 @@ impl ProxyHttp for LeveeProxy {
         ctx.permit.take();
         if let (Some(route), Some(sample)) = (&ctx.route, ctx.limit_sample()) {
             route.pool.observe(sample);
+        }
+        if let (Some(route), Some(hash), Some(at)) = (&ctx.route, ctx.learned, ctx.admitted_at) {
+            if let Some(l) = &route.protection.learned {
+                if ctx.upstream_status.is_some() {
+                    l.observe(hash, at.elapsed());
+                }
+            }
         }
         if let Some(route) = ctx
             .route

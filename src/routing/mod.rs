@@ -10,7 +10,7 @@ pub mod matchers;
 
 use crate::config::MatchSpec;
 use index::{Candidates, PathIndex};
-pub use matchers::RequestView;
+pub use matchers::{query_values, RequestView};
 use regex::RegexSet;
 
 pub struct Router {
