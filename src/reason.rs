@@ -17,7 +17,9 @@ pub enum Reason {
     ClientRateLimited,
     /// The route's circuit breaker is open (503).
     CircuitOpen,
-    /// Brownout: the route answers with its degrade response while its pool is under
+    /// An SRE (or a schedule) switched the route off (503).
+    SwitchedOff,
+    /// Brownout, or a route switched to `degrade`: the route answers with its degrade response while its pool is under
     /// pressure (`degrade_under_pressure`) (503).
     Degraded,
     /// Could not connect to any endpoint of the pool (502).
@@ -32,7 +34,7 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 7] = [
+    pub const REJECTIONS: [Reason; 8] = [
         Reason::NoRoute,
         Reason::Overloaded,
         Reason::QueueTimeout,
@@ -40,6 +42,7 @@ impl Reason {
         Reason::ClientRateLimited,
         Reason::CircuitOpen,
         Reason::Degraded,
+        Reason::SwitchedOff,
     ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
@@ -58,6 +61,7 @@ impl Reason {
             Reason::ClientRateLimited => "client_rate_limited",
             Reason::CircuitOpen => "circuit_open",
             Reason::Degraded => "degraded",
+            Reason::SwitchedOff => "switched_off",
             Reason::UpstreamConnectFailed => "upstream_connect_failed",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamError => "upstream_error",
@@ -73,6 +77,7 @@ impl Reason {
             | Reason::QueueTimeout
             | Reason::CircuitOpen
             | Reason::Degraded
+            | Reason::SwitchedOff
             | Reason::NoHealthyUpstream => 503,
             Reason::UpstreamConnectFailed | Reason::UpstreamError => 502,
             Reason::UpstreamTimeout => 504,

@@ -16,7 +16,9 @@ pub struct Route {
     pub spec: RouteSpec,
     pub pool: Arc<Pool>,
     pub metrics: RouteMetrics,
-    pub protection: Protection,
+    /// Shared with the previous snapshot when a reload left this route's protections as
+    /// they were, so breaker state, buckets and learned costs carry over.
+    pub protection: Arc<Protection>,
 }
 
 impl Route {
@@ -36,12 +38,39 @@ pub struct Runtime {
     pub unrouted: RouteMetrics,
 }
 
+/// Whether two route specs have the same protections (state can carry over).
+fn same_protections(a: &RouteSpec, b: &RouteSpec) -> bool {
+    a.shadow == b.shadow
+        && a.degrade_under_pressure == b.degrade_under_pressure
+        && a.rate_limit == b.rate_limit
+        && a.client_rate_limit == b.client_rate_limit
+        && a.circuit_breaker == b.circuit_breaker
+        && a.cost_key == b.cost_key
+}
+
 impl Runtime {
     pub fn build(config: Config, metrics: &Metrics) -> Result<Runtime, String> {
+        Self::rebuild(config, metrics, None)
+    }
+
+    /// Build a snapshot, keeping from `prev` every pool whose spec is unchanged (its
+    /// bulkhead, in-flight count, adaptive limit, health state, connections) and the
+    /// protections of every route whose name and protections are unchanged.
+    pub fn rebuild(
+        config: Config,
+        metrics: &Metrics,
+        prev: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let pools = config
             .pools
             .iter()
-            .map(|p| Pool::new(p, metrics))
+            .map(|p| {
+                let kept = prev.and_then(|r| r.pools.iter().find(|o| o.spec == *p));
+                match kept {
+                    Some(pool) => Ok(pool.clone()),
+                    None => Pool::new(p, metrics),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let routes = config
             .routes
@@ -52,9 +81,13 @@ impl Runtime {
                     .find(|p| p.name() == r.pool)
                     .cloned()
                     .ok_or_else(|| format!("route {}: unknown pool {}", r.name, r.pool))?;
+                let kept = prev
+                    .and_then(|rt| rt.routes.iter().find(|o| o.spec.name == r.name))
+                    .filter(|o| same_protections(&o.spec, r))
+                    .map(|o| o.protection.clone());
                 Ok(Arc::new(Route {
                     metrics: metrics.route(&r.name, r.circuit_breaker.is_some()),
-                    protection: Protection::new(r),
+                    protection: kept.unwrap_or_else(|| Arc::new(Protection::new(r))),
                     spec: r.clone(),
                     pool,
                 }))
@@ -78,6 +111,10 @@ pub struct Shared {
     /// Set once the listeners are up (served by `/readyz`).
     pub ready: AtomicBool,
     pub log: crate::ratelog::RateLog,
+    /// Route switches (manual and scheduled): outlive every snapshot.
+    pub switches: crate::switches::Switches,
+    /// Serialises reloads (SIGHUP, admin call and file watch may race).
+    pub reloading: std::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -87,6 +124,8 @@ impl Shared {
             metrics,
             ready: AtomicBool::new(false),
             log: crate::ratelog::RateLog::new(20),
+            switches: crate::switches::Switches::default(),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 }

@@ -5,51 +5,14 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pools::health;
 use crate::proxy::LeveeProxy;
 use crate::runtime::{Runtime, Shared};
-use async_trait::async_trait;
+use crate::supervisor::Supervisor;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
-use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Starts health checks for every pool, then marks levee ready.
-struct Supervisor {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl BackgroundService for Supervisor {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let rt = self.shared.current.load_full();
-        for pool in &rt.pools {
-            if pool.spec.health_check.is_some() {
-                tokio::spawn(health::run(Arc::downgrade(pool)));
-            }
-        }
-        drop(rt);
-        self.shared.ready.store(true, Ordering::Release);
-        // Tidy the per-client rate-limit tables: drop idle clients so memory follows traffic
-        // down after a peak (the tables stay bounded by `max_keys` without this).
-        let mut tidy = tokio::time::interval(std::time::Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tidy.tick() => {
-                    let rt = self.shared.current.load_full();
-                    let now = crate::protection::now_nanos();
-                    for route in &rt.routes {
-                        route.protection.sweep(now);
-                    }
-                }
-            }
-        }
-        self.shared.ready.store(false, Ordering::Release);
-    }
-}
 
 /// Build everything and serve until a signal stops the process. Never returns.
 pub fn run(config: Config) -> Result<(), String> {

@@ -178,7 +178,7 @@ fn unknown_keys_top_level_and_in_route() {
     assert_refused(&out, &f, 2);
     // `[pool.web]`: the key `pool` starts at column 2, after the bracket.
     out.has_line(&format!(
-        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `pools`, `routes`"
+        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `pools`, `routes`, `schedules`"
     ));
     // The path is checked only up to the key (see `unknown_key_path_names_key_once` below).
     out.has_diag(
@@ -230,8 +230,8 @@ fn keys_not_supported_yet_are_refused() {
         "{f}:5:2: error: log: `log` is not supported by this version of levee yet"
     ));
     out.has_diag(
-        &format!("{f}:3:1: error: server.admin_token_file"),
-        &["unknown key `admin_token_file`"],
+        &format!("{f}:3:1: error: server.admin_tokens"),
+        &["unknown key `admin_tokens`"],
     );
     out.has_diag(
         &format!("{f}:10:1: error: pools.search.adaptive"),
@@ -432,4 +432,34 @@ fn protection_blocks_report_every_bad_key() {
         &format!("{f}:27:1: error: routes[0].degrade.mode"),
         &["unknown key `mode`"],
     );
+}
+
+#[test]
+fn schedules_in_the_past_or_disagreeing_warn() {
+    let f = "tests/fixtures/warnings/schedules.toml";
+    let out = check(f);
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.warnings().len(), 2, "stderr:\n{}", out.stderr);
+    out.has_line(&format!(
+        r#"{f}:9:1: warning: schedules[0]: schedule "last-year" ended at 2025-11-11 02:00:00 +09:00: it will never apply"#
+    ));
+    out.has_line(&format!(
+        r#"{f}:21:1: warning: schedules[2]: overlaps schedules[1] ("sale-open") and sets route "search" to degrade where it sets off: while both apply, the one that started later wins"#
+    ));
+}
+
+#[test]
+fn schedule_errors_and_a_public_admin_without_token() {
+    let f = format!("{E}/schedules.toml");
+    let out = check(&f);
+    assert_refused(&out, &f, 5);
+    for line in [
+        "3:1: error: server.admin_listen: not a loopback address and no `admin_token_file`: anyone who can reach it could switch routes off; set a token file or listen on 127.0.0.1",
+        "14:1: error: schedules[0].from: bad time \"2026-11-11 00:00\" (premature end of input): expected RFC 3339 with offset, e.g. \"2026-11-11T00:00:00+09:00\"",
+        "16:31: error: schedules[0].switches.search: unknown state \"sideways\": expected on, off or degrade",
+        "16:14: error: schedules[0].switches.serch: unknown route \"serch\"",
+        "21:1: error: schedules[1].until: must be after `from`",
+    ] {
+        out.has_line(&format!("{f}:{line}"));
+    }
 }

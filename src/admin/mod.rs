@@ -1,7 +1,9 @@
-//! The admin listener (DESIGN.md §2): `/metrics`, `/healthz`, `/readyz`, `/admin/status`.
+//! The admin listener (DESIGN.md §2): `/metrics`, `/healthz`, `/readyz`, `/admin/status`,
+//! and the mutating calls of `control` (switches, reload).
 //! Served by a separate Pingora service on `admin_listen`, so a flood on the data plane does
 //! not starve the SRE's view of it.
 
+pub mod control;
 pub mod status;
 
 use crate::runtime::Shared;
@@ -26,12 +28,90 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
+fn json_reply(status: u16, v: &serde_json::Value) -> Response<Vec<u8>> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    reply(code, "application/json", body)
+}
+
+fn error_reply(status: u16, msg: &str) -> Response<Vec<u8>> {
+    json_reply(status, &serde_json::json!({ "error": msg }))
+}
+
+impl AdminApp {
+    async fn control(
+        &self,
+        session: &mut ServerSession,
+        method: &http::Method,
+        path: &str,
+    ) -> Response<Vec<u8>> {
+        let auth = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Ok(by) = control::caller(&self.shared, auth.as_deref()) else {
+            tracing::warn!(
+                path,
+                "audit: admin call refused: missing or wrong bearer token"
+            );
+            let mut r = error_reply(
+                401,
+                "a bearer token is required: Authorization: Bearer TOKEN",
+            );
+            r.headers_mut()
+                .insert("www-authenticate", http::HeaderValue::from_static("Bearer"));
+            return r;
+        };
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > control::MAX_BODY {
+                        return error_reply(413, "body too large");
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return error_reply(400, "could not read the request body"),
+            }
+        }
+        let route = path
+            .strip_prefix("/admin/routes/")
+            .and_then(|r| r.strip_suffix("/switch"));
+        match (method, route, path) {
+            (&http::Method::PUT, Some(route), _) => {
+                match control::switch(&self.shared, route, &body, &by) {
+                    Ok(v) => json_reply(200, &v),
+                    Err((code, msg)) => error_reply(code, &msg),
+                }
+            }
+            (&http::Method::POST, None, "/admin/reload") => {
+                let (code, v) = control::reload(&self.shared);
+                json_reply(code, &v)
+            }
+            _ => error_reply(
+                404,
+                "not found: PUT /admin/routes/{name}/switch or POST /admin/reload",
+            ),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         let method = req.method.clone();
+        let control_path = path == "/admin/reload"
+            || (path.starts_with("/admin/routes/") && path.ends_with("/switch"));
+        let mutating = method == http::Method::PUT || method == http::Method::POST;
+        if mutating && control_path {
+            return self.control(session, &method, &path).await;
+        }
         if method != http::Method::GET && method != http::Method::HEAD {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -58,7 +138,7 @@ impl ServeHttp for AdminApp {
                 }
             }
             "/admin/status" => {
-                let body = status::status(&self.shared.current.load());
+                let body = status::status(&self.shared);
                 reply(
                     StatusCode::OK,
                     "application/json",

@@ -3,10 +3,31 @@
 //! handles; never on the request path.
 
 use crate::config::ClientKey;
-use crate::runtime::Runtime;
+use crate::runtime::Shared;
+use crate::switches::Source;
+
+fn switch_json(shared: &Shared, route: &str, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let (state, source) = shared.switches.state(route, now);
+    match source {
+        Source::Default => json!({ "state": state.as_str(), "source": "default" }),
+        Source::Schedule(name) => {
+            json!({ "state": state.as_str(), "source": "schedule", "schedule": name })
+        }
+        Source::Manual(sw) => json!({
+            "state": state.as_str(),
+            "source": "manual",
+            "by": sw.by,
+            "reason": sw.reason,
+            "set_at": sw.set_at.to_rfc3339(),
+            "until": sw.until.map(|u| u.to_rfc3339()),
+        }),
+    }
+}
 use serde_json::{json, Value};
 
-pub fn status(rt: &Runtime) -> Value {
+pub fn status(shared: &Shared) -> Value {
+    let rt = shared.current.load_full();
+    let now = chrono::Utc::now();
     let routes: Vec<Value> = rt
         .routes
         .iter()
@@ -21,7 +42,7 @@ pub fn status(rt: &Runtime) -> Value {
                 "pool": r.spec.pool,
                 "priority": r.spec.priority.as_str(),
                 "cost": r.spec.cost,
-                "switch": "on",
+                "switch": switch_json(shared, &r.spec.name, now),
                 "requests_total": r.metrics.total_requests(),
                 "rejections_total": rejections,
                 "shadow": r.spec.shadow,
@@ -81,5 +102,13 @@ pub fn status(rt: &Runtime) -> Value {
         "routes": routes,
         "pools": pools,
         "unrouted": { "requests_total": rt.unrouted.total_requests() },
+        "schedules": rt.config.schedules.iter().map(|sc| json!({
+            "name": sc.name,
+            "from": sc.from.to_rfc3339(),
+            "until": sc.until.to_rfc3339(),
+            "status": if sc.applies(now) { "active" } else if now < sc.from { "upcoming" } else { "past" },
+            "switches": sc.switches.iter().map(|(r, st)| (r.clone(), json!(st.as_str())))
+                .collect::<serde_json::Map<String, Value>>(),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -7,6 +7,7 @@ pub mod diag;
 pub mod model;
 mod protection;
 mod routes;
+mod schedules;
 pub mod schema;
 pub mod units;
 mod validate;

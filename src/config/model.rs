@@ -17,16 +17,52 @@ pub struct Config {
     pub server: ServerSpec,
     pub pools: Vec<PoolSpec>,
     pub routes: Vec<RouteSpec>,
+    pub schedules: Vec<ScheduleSpec>,
 }
 
-#[derive(Debug, Clone)]
+/// `[[schedules]]`: switches that apply from `from` until `until` by themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    pub name: String,
+    pub from: chrono::DateTime<chrono::FixedOffset>,
+    pub until: chrono::DateTime<chrono::FixedOffset>,
+    pub switches: Vec<(String, crate::switches::SwitchState)>,
+}
+
+impl ScheduleSpec {
+    pub fn applies(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.from <= now && now < self.until
+    }
+}
+
+/// The switches schedules set at `now`: route → (state, schedule). Where applying schedules
+/// disagree, the one that started later wins.
+pub fn scheduled_switches(
+    schedules: &[ScheduleSpec],
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::collections::HashMap<String, (crate::switches::SwitchState, String)> {
+    let mut applying: Vec<&ScheduleSpec> = schedules.iter().filter(|s| s.applies(now)).collect();
+    applying.sort_by_key(|s| s.from);
+    let mut out = std::collections::HashMap::new();
+    for s in applying {
+        for (route, state) in &s.switches {
+            out.insert(route.clone(), (*state, s.name.clone()));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSpec {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub threads: usize,
+    /// `(name, token)` pairs from `admin_token_file`; empty: mutating admin calls are open
+    /// (only allowed on a loopback `admin_listen`).
+    pub admin_tokens: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolSpec {
     pub name: String,
     /// As written (for metrics labels and status) and as resolved at load time.
@@ -52,7 +88,7 @@ pub struct AdaptiveSpec {
     pub window: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckSpec {
     pub path: String,
     pub interval: Duration,

@@ -12,6 +12,7 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub threads: Option<i64>,
+    pub admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

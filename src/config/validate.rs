@@ -7,6 +7,7 @@ use super::adaptive::validate_adaptive;
 use super::diag::{key_seg, Diags};
 use super::model::*;
 use super::routes::validate_routes;
+use super::schedules::{validate_schedules, RawSchedule};
 use super::schema::*;
 use super::units::parse_duration;
 use serde::de::DeserializeOwned;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 /// Keys that later versions of levee add (DESIGN.md §1); named so the error says "not yet"
 /// rather than "unknown".
-const NOT_YET_TOP: &[&str] = &["log", "schedules"];
+const NOT_YET_TOP: &[&str] = &["log"];
 
 pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Config> {
     let root: toml::Table = match toml::from_str(src) {
@@ -30,6 +31,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
     let mut raw_server = RawServer::default();
     let mut raw_pools: Vec<(String, RawPool)> = Vec::new();
     let mut raw_routes: Vec<RawRoute> = Vec::new();
+    let mut raw_schedules: Vec<RawSchedule> = Vec::new();
     for (key, value) in &root {
         match key.as_str() {
             "server" => raw_server = decode(value, "server", d),
@@ -50,24 +52,39 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
                 }
                 _ => d.error("routes", "expected an array of tables ([[routes]])"),
             },
+            "schedules" => match value {
+                toml::Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        raw_schedules.push(decode(v, &format!("schedules[{i}]"), d));
+                    }
+                }
+                _ => d.error("schedules", "expected an array of tables ([[schedules]])"),
+            },
             k if NOT_YET_TOP.contains(&k) => d.error(
                 key_seg(k),
                 format!("`{k}` is not supported by this version of levee yet"),
             ),
             k => d.error(
                 key_seg(k),
-                format!("unknown key `{k}`, expected one of `server`, `pools`, `routes`"),
+                format!(
+                    "unknown key `{k}`, expected one of `server`, `pools`, `routes`, `schedules`"
+                ),
             ),
         }
     }
 
-    let server = validate_server(&raw_server, d);
+    let server = validate_server(&raw_server, base_dir, d);
     let pools: Vec<PoolSpec> = raw_pools
         .iter()
         .filter_map(|(name, raw)| validate_pool(name, raw, d))
         .collect();
     let pool_names: Vec<&str> = raw_pools.iter().map(|(n, _)| n.as_str()).collect();
     let routes = validate_routes(&raw_routes, &pool_names, base_dir, d);
+    let route_names: Vec<&str> = raw_routes
+        .iter()
+        .filter_map(|r| r.name.as_deref())
+        .collect();
+    let schedules = validate_schedules(&raw_schedules, &route_names, chrono::Utc::now(), d);
 
     if raw_routes.is_empty() {
         d.warning("routes", "no routes: every request will get 404 no_route");
@@ -94,6 +111,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
         server: server?,
         pools,
         routes,
+        schedules,
     })
 }
 
@@ -199,7 +217,52 @@ fn report(base: &str, e: serde_path_to_error::Error<toml::de::Error>, d: &mut Di
     d.error(path, msg);
 }
 
-fn validate_server(raw: &RawServer, d: &mut Diags) -> Option<ServerSpec> {
+/// `admin_token_file`: one token per line, `NAME:TOKEN` (the name shows in audit lines) or a
+/// bare `TOKEN` (named "admin"); blank lines and `#` comments are skipped.
+fn admin_tokens(file: &str, base_dir: &Path, d: &mut Diags) -> Option<Vec<(String, String)>> {
+    let path = base_dir.join(file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            d.error(
+                "server.admin_token_file",
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, token) = line.split_once(':').unwrap_or(("admin", line));
+        let (name, token) = (name.trim(), token.trim());
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            d.error(
+                "server.admin_token_file",
+                format!(
+                    "{} line {}: a token needs at least 16 printable characters",
+                    path.display(),
+                    n + 1
+                ),
+            );
+            return None;
+        }
+        out.push((name.to_string(), token.to_string()));
+    }
+    if out.is_empty() {
+        d.error(
+            "server.admin_token_file",
+            format!("{} holds no token", path.display()),
+        );
+        return None;
+    }
+    Some(out)
+}
+
+fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<ServerSpec> {
     let listen = socket_addr(
         raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
         "server.listen",
@@ -210,12 +273,23 @@ fn validate_server(raw: &RawServer, d: &mut Diags) -> Option<ServerSpec> {
         "server.admin_listen",
         d,
     );
-    if let Some(a) = admin {
+    let tokens = match raw.admin_token_file.as_deref() {
+        None => Some(Vec::new()),
+        Some(f) => admin_tokens(f, base_dir, d),
+    };
+    if let (Some(a), Some(t)) = (admin, &tokens) {
         if !a.ip().is_loopback() {
-            d.warning(
-                "server.admin_listen",
-                "not a loopback address: /metrics and /admin/status are readable by anyone who can reach it",
-            );
+            if t.is_empty() {
+                d.error(
+                    "server.admin_listen",
+                    "not a loopback address and no `admin_token_file`: anyone who can reach it could switch routes off; set a token file or listen on 127.0.0.1",
+                );
+            } else {
+                d.warning(
+                    "server.admin_listen",
+                    "not a loopback address: /metrics and /admin/status are readable by anyone who can reach it (changes need the token)",
+                );
+            }
         }
     }
     let threads = int_in(raw.threads, 2, 1, 256, "server.threads", d);
@@ -223,6 +297,7 @@ fn validate_server(raw: &RawServer, d: &mut Diags) -> Option<ServerSpec> {
         listen: listen?,
         admin_listen: admin?,
         threads: threads? as usize,
+        admin_tokens: tokens?,
     })
 }
 

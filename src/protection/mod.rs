@@ -1,6 +1,6 @@
 //! Per-route admission, in one documented order (DESIGN.md §6):
 //!
-//! 1. route switch (issue #5; not built yet)
+//! 1. route switch (`switches`, checked in the proxy): `off` or `degrade` answer at once
 //! 2. breaker gate (`breaker`): read-only while closed or open; never spends a token
 //! 3. route rate limit (`rate_limit`): spends one of the route's tokens
 //! 4. client rate limit (`client_limit`): spends one of the client's tokens

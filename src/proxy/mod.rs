@@ -19,6 +19,7 @@ use crate::respond::{self, Answer};
 use crate::routing::RequestView;
 use crate::runtime::Route;
 use crate::runtime::Shared;
+use crate::switches::SwitchState;
 use async_trait::async_trait;
 pub use ctx::Ctx;
 use errors::Outcome;
@@ -52,7 +53,8 @@ impl LeveeProxy {
             Reason::RateLimited => "route rate limit spent",
             Reason::ClientRateLimited => "client rate limit spent",
             Reason::CircuitOpen => "circuit breaker open",
-            Reason::Degraded => "brownout: pool under pressure, degrade response",
+            Reason::Degraded => "degraded: route switched to degrade or pool under pressure",
+            Reason::SwitchedOff => "route switched off",
             _ => "rejected",
         };
         self.note(ctx, a.reason, detail);
@@ -134,6 +136,24 @@ impl ProxyHttp for LeveeProxy {
         };
         let route = ctx.rt.routes[i].clone();
         ctx.route = Some(route.clone());
+
+        // Step 1: the route's switch (manual or scheduled).
+        let switches = &self.shared.switches;
+        let state = if switches.any() {
+            switches.current(&route.spec.name, chrono::Utc::now())
+        } else {
+            SwitchState::On
+        };
+        let reason = match state {
+            SwitchState::On => None,
+            SwitchState::Off => Some(Reason::SwitchedOff),
+            SwitchState::Degrade => Some(Reason::Degraded),
+        };
+        if let Some(reason) = reason {
+            self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
+                .await;
+            return Ok(true);
+        }
 
         // Admission steps 2–4 (see `protection`): breaker gate, route and client limits.
         if !route.protection.is_empty() {

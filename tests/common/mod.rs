@@ -27,6 +27,8 @@ pub struct Levee {
     pub admin: SocketAddr,
     child: Child,
     pub dir: PathBuf,
+    /// The generated `[server]` block, kept so `rewrite` can change only the rest.
+    server: String,
 }
 
 impl Drop for Levee {
@@ -45,6 +47,11 @@ impl Levee {
 
     /// Same, with extra files written beside the config (for `one_of_file`).
     pub async fn start_with_files(body: &str, files: &[(&str, &str)]) -> Levee {
+        Self::start_full("", body, files).await
+    }
+
+    /// Same, with extra `[server]` keys (e.g. `admin_token_file`).
+    pub async fn start_full(server_extra: &str, body: &str, files: &[(&str, &str)]) -> Levee {
         let dir = std::env::temp_dir().join(format!(
             "levee-test-{}-{}",
             std::process::id(),
@@ -57,9 +64,10 @@ impl Levee {
         for _attempt in 0..3 {
             let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let conf = format!(
-                "[server]\nlisten = \"{proxy}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n\n{body}"
+            let server = format!(
+                "[server]\nlisten = \"{proxy}\"\nadmin_listen = \"{admin}\"\nthreads = 2\n{server_extra}\n\n"
             );
+            let conf = format!("{server}{body}");
             let path = dir.join("levee.toml");
             std::fs::write(&path, conf).unwrap();
             let child = Command::new(env!("CARGO_BIN_EXE_levee"))
@@ -75,6 +83,7 @@ impl Levee {
                 admin,
                 child,
                 dir: dir.clone(),
+                server,
             };
             if l.wait_ready().await {
                 return l;
@@ -103,6 +112,18 @@ impl Levee {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
+    }
+
+    /// Replace the config file's pools, routes and schedules (the `[server]` block stays).
+    pub fn rewrite(&self, body: &str) {
+        let path = self.dir.join("levee.toml");
+        let tmp = self.dir.join("levee.toml.tmp");
+        std::fs::write(&tmp, format!("{}{body}", self.server)).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn metrics(&self) -> String {
@@ -172,6 +193,26 @@ pub async fn request(
         req.push_str("Connection: close\r\n");
     }
     req.push_str("\r\n");
+    raw(addr, req.as_bytes()).await
+}
+
+/// A request with a body (for the admin API).
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Resp> {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
     raw(addr, req.as_bytes()).await
 }
 

@@ -1,0 +1,130 @@
+//! Hot reload: re-read the config file, validate it fully, and swap the new snapshot in
+//! atomically. Triggered by SIGHUP, `POST /admin/reload`, or a change of the file (watched by
+//! the supervisor, debounced). Requests in flight finish under the snapshot they started with.
+//! An invalid config is refused with every error (logged, and returned to the admin caller),
+//! and the running config stays. `levee_config_reloads_total{result}` counts both.
+//!
+//! What survives (see `Runtime::rebuild`): pools whose settings are unchanged keep their
+//! bulkhead (in-flight slots, queue), adaptive limit, health state and upstream connections;
+//! routes whose name and protections are unchanged keep their breaker state, rate-limit
+//! buckets, client table and learned costs; switches are kept whatever changes. What resets:
+//! the state of a pool or route whose settings changed. `[server]` changes (listen addresses,
+//! threads, tokens) need a restart: they are reported and not applied.
+
+use crate::config::{load_file, Severity};
+use crate::runtime::{Runtime, Shared};
+use std::sync::Arc;
+
+/// The result of a reload, for the log and the admin caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// Errors (when refused) or warnings (when applied), one per line.
+    pub messages: Vec<String>,
+    pub routes: usize,
+    pub pools: usize,
+    /// Pools that kept their state / were built anew.
+    pub pools_kept: usize,
+}
+
+pub fn reload(shared: &Arc<Shared>, trigger: &str) -> Outcome {
+    let _one_at_a_time = shared.reloading.lock().unwrap_or_else(|e| e.into_inner());
+    let old = shared.current.load_full();
+    let Some(path) = old.config.source.clone() else {
+        return refused(
+            shared,
+            trigger,
+            vec!["the running config was not read from a file".into()],
+        );
+    };
+    let loaded = match load_file(&path) {
+        Ok(l) => l,
+        Err(diags) => {
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| format!("{}: {d}", path.display()))
+                .collect();
+            return refused(shared, trigger, errors);
+        }
+    };
+    let mut messages: Vec<String> = loaded
+        .warnings
+        .iter()
+        .map(|d| format!("{}: {d}", path.display()))
+        .collect();
+    let mut config = loaded.config;
+    if config.server != old.config.server {
+        messages.push(
+            "[server] changed: listen addresses, threads and admin tokens take effect only after a restart; the running values are kept".into(),
+        );
+        config.server = old.config.server.clone();
+    }
+    let rt = match Runtime::rebuild(config, &shared.metrics, Some(&old)) {
+        Ok(rt) => rt,
+        Err(e) => return refused(shared, trigger, vec![e]),
+    };
+    let kept = rt
+        .pools
+        .iter()
+        .filter(|p| old.pools.iter().any(|o| Arc::ptr_eq(o, p)))
+        .count();
+    let new_pools: Vec<_> = rt
+        .pools
+        .iter()
+        .filter(|p| !old.pools.iter().any(|o| Arc::ptr_eq(o, p)))
+        .cloned()
+        .collect();
+    let out = Outcome {
+        ok: true,
+        routes: rt.routes.len(),
+        pools: rt.pools.len(),
+        pools_kept: kept,
+        messages,
+    };
+    shared.current.store(Arc::new(rt));
+    for pool in new_pools {
+        if pool.spec.health_check.is_some() {
+            tokio::spawn(crate::pools::health::run(Arc::downgrade(&pool)));
+        }
+    }
+    shared
+        .metrics
+        .config_reloads
+        .with_label_values(&["success"])
+        .inc();
+    for m in &out.messages {
+        tracing::warn!(trigger, "reload: {m}");
+    }
+    tracing::info!(
+        trigger,
+        routes = out.routes,
+        pools = out.pools,
+        pools_kept = out.pools_kept,
+        "config reloaded"
+    );
+    out
+}
+
+fn refused(shared: &Shared, trigger: &str, errors: Vec<String>) -> Outcome {
+    shared
+        .metrics
+        .config_reloads
+        .with_label_values(&["failure"])
+        .inc();
+    for e in &errors {
+        tracing::error!(trigger, "reload refused: {e}");
+    }
+    tracing::error!(
+        trigger,
+        errors = errors.len(),
+        "reload refused: the running config stays"
+    );
+    Outcome {
+        ok: false,
+        messages: errors,
+        routes: 0,
+        pools: 0,
+        pools_kept: 0,
+    }
+}

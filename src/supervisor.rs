@@ -1,0 +1,109 @@
+//! The supervisor: levee's background duties, off the request path. It starts the pools'
+//! health checks and marks levee ready, then every second applies `[[schedules]]` (logging
+//! each switch a schedule turns on or off) and expires manual switches whose TTL passed
+//! (an audit line each); reloads on SIGHUP and when the config file changes (debounced: the
+//! file must be unchanged for a second before it is read); and every 10 s tidies idle keys
+//! of the per-client rate-limit tables.
+
+use crate::config::scheduled_switches;
+use crate::pools::health;
+use crate::runtime::Shared;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::signal::unix::{signal, SignalKind};
+
+pub struct Supervisor {
+    pub shared: Arc<Shared>,
+}
+
+/// The config file's modification time, if it has a file.
+fn mtime(shared: &Shared) -> Option<SystemTime> {
+    let rt = shared.current.load();
+    let path = rt.config.source.as_ref()?;
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Apply schedules and expire TTLs at `now`.
+pub fn tick_switches(shared: &Shared, now: chrono::DateTime<chrono::Utc>) {
+    let map = scheduled_switches(&shared.current.load().config.schedules, now);
+    let old = shared.switches.scheduled();
+    if shared.switches.set_scheduled(map.clone()) {
+        for (route, (state, schedule)) in &map {
+            if old.get(route) != Some(&(*state, schedule.clone())) {
+                tracing::warn!(route = %route, state = state.as_str(), schedule = %schedule, "audit: schedule applies");
+            }
+        }
+        for (route, (state, schedule)) in &old {
+            if !map.contains_key(route) {
+                tracing::warn!(route = %route, was = state.as_str(), schedule = %schedule, "audit: schedule over, switch reverted");
+            }
+        }
+    }
+    for (route, sw) in shared.switches.expire(now) {
+        tracing::warn!(
+            route = %route,
+            state = sw.state.as_str(),
+            by = %sw.by,
+            reason = %sw.reason,
+            "audit: switch TTL passed, reverted"
+        );
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Supervisor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let shared = &self.shared;
+        let rt = shared.current.load_full();
+        for pool in &rt.pools {
+            if pool.spec.health_check.is_some() {
+                tokio::spawn(health::run(Arc::downgrade(pool)));
+            }
+        }
+        drop(rt);
+        tick_switches(shared, chrono::Utc::now());
+        shared.ready.store(true, Ordering::Release);
+
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
+        let mut seen = mtime(shared);
+        let mut pending: Option<SystemTime> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    crate::reload::reload(shared, "SIGHUP");
+                    seen = mtime(shared);
+                }
+                _ = second.tick() => {
+                    ticks += 1;
+                    tick_switches(shared, chrono::Utc::now());
+                    // File watch, debounced: act once the new mtime held for a full tick.
+                    let now = mtime(shared);
+                    if now != seen {
+                        if pending == now {
+                            crate::reload::reload(shared, "file changed");
+                            seen = mtime(shared);
+                            pending = None;
+                        } else {
+                            pending = now;
+                        }
+                    }
+                    if ticks.is_multiple_of(10) {
+                        let rt = shared.current.load_full();
+                        let now = crate::protection::now_nanos();
+                        for route in &rt.routes {
+                            route.protection.sweep(now);
+                        }
+                    }
+                }
+            }
+        }
+        shared.ready.store(false, Ordering::Release);
+    }
+}
