@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v cmake >/dev/null || need+=(cmake)          # builds libz-ng for pingora
 command -v promtool >/dev/null || need+=(prometheus)  # promtool check metrics
+command -v chromium >/dev/null || need+=(chromium)    # the status page test
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

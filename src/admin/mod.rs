@@ -1,5 +1,6 @@
 //! The admin listener (DESIGN.md §2): `/metrics`, `/healthz`, `/readyz`, `/admin/status`,
-//! and the mutating calls of `control` (switches, reload).
+//! the status page for people at `GET /` (files in `ui/`, built into the binary), and the
+//! mutating calls of `control` (switches, reload).
 //! Served by a separate Pingora service on `admin_listen`, so a flood on the data plane does
 //! not starve the SRE's view of it.
 
@@ -26,6 +27,20 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .header("cache-control", "no-store")
         .body(body)
         .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+/// A file of the status page, locked to levee's own origin.
+fn page(body: &str, content_type: &str) -> Response<Vec<u8>> {
+    let mut r = reply(StatusCode::OK, content_type, body.as_bytes().to_vec());
+    r.headers_mut().insert(
+        "content-security-policy",
+        http::HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        http::HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 fn json_reply(status: u16, v: &serde_json::Value) -> Response<Vec<u8>> {
@@ -126,6 +141,10 @@ impl ServeHttp for AdminApp {
                 self.shared.metrics.encode(),
             ),
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            // The status page: its files are inside the binary (it must work air-gapped).
+            "/" => page(include_str!("ui/index.html"), "text/html; charset=utf-8"),
+            "/ui/app.js" => page(include_str!("ui/app.js"), "text/javascript; charset=utf-8"),
+            "/ui/style.css" => page(include_str!("ui/style.css"), "text/css; charset=utf-8"),
             "/readyz" => {
                 if self.shared.ready.load(Ordering::Acquire) {
                     reply(StatusCode::OK, "text/plain", b"ready\n".to_vec())
