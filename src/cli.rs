@@ -1,4 +1,5 @@
-//! Command line (DESIGN.md §5): `levee [run] [-c FILE]`, `levee check [-c FILE]`, `levee demo`.
+//! Command line (DESIGN.md §5): `levee [run] [-c FILE] [--upgrade]`, `levee check [-c FILE]`,
+//! `levee demo`.
 
 use crate::config::{self, Diagnostic, Severity};
 use clap::{Parser, Subcommand};
@@ -26,7 +27,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve (the default).
-    Run,
+    Run {
+        /// Take the listening sockets over from a running levee (zero-downtime upgrade):
+        /// start this, then send SIGQUIT to the old process.
+        #[arg(short = 'u', long)]
+        upgrade: bool,
+    },
     /// Validate the config: print every error and warning, exit non-zero on any error.
     Check,
     /// Start simulated shop backends and levee in front of them (conf/demo.toml).
@@ -43,10 +49,10 @@ fn print_diags(file: &Path, diags: &[Diagnostic]) {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_tracing();
-    match cli.cmd.unwrap_or(Cmd::Run) {
+    match cli.cmd.unwrap_or(Cmd::Run { upgrade: false }) {
         Cmd::Check => check(&cli.config),
-        Cmd::Run => match load(&cli.config) {
-            Some(cfg) => serve(cfg),
+        Cmd::Run { upgrade } => match load(&cli.config) {
+            Some(cfg) => serve(cfg, upgrade),
             None => 1,
         },
         Cmd::Demo => demo(&cli.config),
@@ -97,8 +103,8 @@ fn load(path: &Path) -> Option<config::Config> {
     }
 }
 
-fn serve(cfg: config::Config) -> i32 {
-    match crate::server::run(cfg) {
+fn serve(cfg: config::Config, upgrade: bool) -> i32 {
+    match crate::server::run(cfg, upgrade) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("levee: {e}");
@@ -157,7 +163,7 @@ fn demo(path: &Path) -> i32 {
         "{}",
         crate::demo::banner(cfg.server.listen, cfg.server.admin_listen)
     );
-    serve(cfg)
+    serve(cfg, false)
 }
 
 fn init_tracing() {

@@ -15,7 +15,9 @@ use pingora_core::services::listening::Service;
 use std::sync::Arc;
 
 /// Build everything and serve until a signal stops the process. Never returns.
-pub fn run(config: Config) -> Result<(), String> {
+/// With `upgrade`, the listening sockets are taken over from the levee running with the same
+/// `upgrade_sock` (which hands them over on SIGQUIT and drains).
+pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     let server_spec = config.server.clone();
     let rt = Runtime::build(config, &metrics)?;
@@ -23,12 +25,18 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let conf = ServerConf {
         threads: server_spec.threads,
-        // Stop accepting at once on SIGTERM and give in-flight requests time to finish.
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(10),
+        // On SIGTERM listeners stop at once; in-flight requests get `drain_timeout` (the
+        // supervisor exits sooner, as soon as nothing is in flight).
+        grace_period_seconds: Some(server_spec.drain_timeout.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: server_spec.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora_core::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(

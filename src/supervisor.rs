@@ -3,7 +3,7 @@
 //! each switch a schedule turns on or off) and expires manual switches whose TTL passed
 //! (an audit line each); reloads on SIGHUP and when the config file changes (debounced: the
 //! file must be unchanged for a second before it is read); and every 10 s tidies idle keys
-//! of the per-client rate-limit tables.
+//! of the per-client rate-limit tables. On shutdown it exits as soon as the pools are idle.
 
 use crate::config::scheduled_switches;
 use crate::pools::health;
@@ -105,5 +105,28 @@ impl BackgroundService for Supervisor {
             }
         }
         shared.ready.store(false, Ordering::Release);
+        drain(shared).await;
+    }
+}
+
+/// After the shutdown signal the listeners are closed and Pingora waits `drain_timeout`
+/// before stopping; exit as soon as no request is in flight or queued (twice in a row, 50 ms
+/// apart) instead of always waiting the whole period.
+async fn drain(shared: &Shared) {
+    let started = std::time::Instant::now();
+    let mut quiet = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rt = shared.current.load();
+        let busy: usize = rt
+            .pools
+            .iter()
+            .map(|p| p.bulkhead.inflight() + p.bulkhead.queued())
+            .sum();
+        quiet = if busy == 0 { quiet + 1 } else { 0 };
+        if quiet >= 2 {
+            tracing::info!(after = ?started.elapsed(), "drained: nothing in flight, exiting");
+            std::process::exit(0);
+        }
     }
 }

@@ -60,6 +60,10 @@ pub struct ServerSpec {
     /// `(name, token)` pairs from `admin_token_file`; empty: mutating admin calls are open
     /// (only allowed on a loopback `admin_listen`).
     pub admin_tokens: Vec<(String, String)>,
+    /// Unix socket through which a new levee takes the listening sockets over (`--upgrade`).
+    pub upgrade_sock: PathBuf,
+    /// On SIGTERM (or after handing sockets over), how long in-flight requests may take.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,8 @@ pub struct RawServer {
     pub admin_listen: Option<String>,
     pub threads: Option<i64>,
     pub admin_token_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

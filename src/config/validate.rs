@@ -293,7 +293,25 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         }
     }
     let threads = int_in(raw.threads, 2, 1, 256, "server.threads", d);
+    // Default: one socket per admin port, so two levees on one host do not collide.
+    let upgrade_sock = match raw.upgrade_sock.as_deref() {
+        Some(p) => base_dir.join(p),
+        None => std::path::PathBuf::from(format!(
+            "/tmp/levee-upgrade-{}.sock",
+            admin.map_or(0, |a| a.port())
+        )),
+    };
+    let drain_timeout = duration_in(
+        raw.drain_timeout.as_deref(),
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+        "server.drain_timeout",
+        d,
+    );
     Some(ServerSpec {
+        upgrade_sock,
+        drain_timeout: drain_timeout?,
         listen: listen?,
         admin_listen: admin?,
         threads: threads? as usize,

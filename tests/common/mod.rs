@@ -126,6 +126,22 @@ impl Levee {
         self.child.id()
     }
 
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("levee.toml")
+    }
+
+    /// Wait up to `within` for the process to exit; its exit status if it did.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     pub async fn metrics(&self) -> String {
         get(self.admin, "/metrics", &[]).await.unwrap().text()
     }

@@ -1,0 +1,108 @@
+//! Process lifecycle (issue #5): SIGTERM drains (in-flight requests finish, then exit), and a
+//! zero-downtime upgrade (a new levee started with `--upgrade` takes the listening sockets
+//! over when the old one gets SIGQUIT) drops no request under load.
+
+mod common;
+use common::*;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let slow = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handler(|_r| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            OriginResponse::new(200, "done")
+        }),
+    )
+    .await
+    .unwrap();
+    let mut levee = Levee::start(&format!(
+        "[pools.p]\nendpoints = [\"{slow}\"]\n\n[[routes]]\nname = \"r\"\npool = \"p\"\n"
+    ))
+    .await;
+    let p = levee.proxy;
+    let inflight = tokio::spawn(async move { get(p, "/", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    signal(levee.pid(), "TERM");
+    let r = inflight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!((r.status, r.text().as_str()), (200, "done"));
+    let exit = levee.wait_exit(Duration::from_secs(12)).await;
+    assert!(exit.is_some(), "levee should exit after draining");
+    eprintln!("drained and exited {:?} after SIGTERM", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_under_load_drops_no_request() {
+    let o = named_origin("origin").await;
+    let mut old = Levee::start(&format!(
+        "[pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"r\"\npool = \"p\"\n"
+    ))
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let (stop, sent, failed, p) = (stop.clone(), sent.clone(), failed.clone(), old.proxy);
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !get(p, "/", &[]).await.is_ok_and(|r| r.status == 200) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new process waits for the sockets; then the old one hands them over and drains.
+    let mut new = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(["run", "--upgrade", "-c"])
+        .arg(old.config_path())
+        .env("LEVEE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the new levee");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = sent.load(Ordering::Relaxed);
+    signal(old.pid(), "QUIT");
+    let exit = old.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        exit.is_some(),
+        "the old levee should exit after handing over"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "upgrade under load: {sent} requests sent ({} during the hand-over), {failed} failed",
+        sent - before
+    );
+    // The new process serves on the same addresses.
+    let r = get(old.admin, "/readyz", &[]).await.unwrap();
+    let still = get(old.proxy, "/", &[]).await.unwrap();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert_eq!(failed, 0);
+    assert!(sent - before > 100, "load continued through the hand-over");
+    assert_eq!((r.status, still.status), (200, 200));
+}
