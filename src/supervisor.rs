@@ -20,11 +20,17 @@ pub struct Supervisor {
     pub shared: Arc<Shared>,
 }
 
-/// The config file's modification time, if it has a file.
-fn mtime(shared: &Shared) -> Option<SystemTime> {
+/// What identifies a version of the config file: modification time, size and inode (an
+/// editor that writes a new file and renames it changes the inode even within one tick of
+/// the filesystem's coarse clock).
+type Stamp = (SystemTime, u64, u64);
+
+fn mtime(shared: &Shared) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     let rt = shared.current.load();
     let path = rt.config.source.as_ref()?;
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
 /// Apply schedules and expire TTLs at `now`.
@@ -72,7 +78,7 @@ impl BackgroundService for Supervisor {
         let mut second = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
         let mut seen = mtime(shared);
-        let mut pending: Option<SystemTime> = None;
+        let mut pending: Option<Stamp> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,

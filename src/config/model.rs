@@ -280,3 +280,58 @@ impl ValueMatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::switches::SwitchState;
+    use chrono::{DateTime, Utc};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn sched(name: &str, from: &str, until: &str, state: SwitchState) -> ScheduleSpec {
+        ScheduleSpec {
+            name: name.into(),
+            from: chrono::DateTime::parse_from_rfc3339(from).unwrap(),
+            until: chrono::DateTime::parse_from_rfc3339(until).unwrap(),
+            switches: vec![("search".into(), state)],
+        }
+    }
+
+    #[test]
+    fn schedules_apply_in_their_window_and_the_later_one_wins() {
+        let s = vec![
+            sched(
+                "night",
+                "2026-11-11T02:00:00+09:00",
+                "2026-11-11T04:00:00+09:00",
+                SwitchState::Degrade,
+            ),
+            sched(
+                "sale-open",
+                "2026-11-11T00:00:00+09:00",
+                "2026-11-11T03:00:00+09:00",
+                SwitchState::Off,
+            ),
+        ];
+        assert!(scheduled_switches(&s, t("2026-11-10T14:59:59Z")).is_empty());
+        let at = |x: &str| scheduled_switches(&s, t(x)).get("search").cloned();
+        assert_eq!(
+            at("2026-11-11T00:00:00+09:00"),
+            Some((SwitchState::Off, "sale-open".into()))
+        );
+        // 02:30 both apply: "night" started later and wins.
+        assert_eq!(
+            at("2026-11-11T02:30:00+09:00"),
+            Some((SwitchState::Degrade, "night".into()))
+        );
+        assert_eq!(
+            at("2026-11-11T03:59:59+09:00"),
+            Some((SwitchState::Degrade, "night".into()))
+        );
+        // `until` is exclusive.
+        assert_eq!(at("2026-11-11T04:00:00+09:00"), None);
+    }
+}
