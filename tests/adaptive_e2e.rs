@@ -206,14 +206,7 @@ async fn brownout_degrades_under_pressure_and_recovers() {
     }
     // Pressure gone: back to the origin.
     assert_eq!(get(p, "/recs", &[]).await.unwrap().text(), "ok");
-    let m = levee.metrics().await;
-    assert_eq!(
-        sample(
-            &m,
-            r#"levee_rejections_total{reason="degraded",route="recs"}"#
-        ),
-        Some(1.0)
-    );
+    assert_eq!(levee.rejections("recs", "degraded").await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

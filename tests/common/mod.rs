@@ -146,6 +146,21 @@ impl Levee {
         get(self.admin, "/metrics", &[]).await.unwrap().text()
     }
 
+    /// `levee_rejections_total{route,reason}` now.
+    pub async fn rejections(&self, route: &str, reason: &str) -> Option<f64> {
+        let series = format!(r#"levee_rejections_total{{reason="{reason}",route="{route}"}}"#);
+        sample(&self.metrics().await, &series)
+    }
+
+    /// The `x-levee-reason` of a GET through the proxy (`None` for a proxied answer).
+    pub async fn reason(&self, target: &str) -> Option<String> {
+        get(self.proxy, target, &[])
+            .await
+            .unwrap()
+            .header("x-levee-reason")
+            .map(str::to_string)
+    }
+
     pub async fn status(&self) -> serde_json::Value {
         serde_json::from_slice(&get(self.admin, "/admin/status", &[]).await.unwrap().body).unwrap()
     }
