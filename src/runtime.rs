@@ -5,6 +5,7 @@
 
 use crate::config::{Config, RouteSpec, NO_ROUTE};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::pools::group::Group;
 use crate::pools::Pool;
 use crate::protection::Protection;
 use crate::routing::Router;
@@ -34,6 +35,7 @@ pub struct Runtime {
     /// Same order as `config.routes` and the router's indexes.
     pub routes: Vec<Arc<Route>>,
     pub pools: Vec<Arc<Pool>>,
+    pub groups: Vec<Arc<Group>>,
     /// Metrics of requests that matched no route (`route="none"`).
     pub unrouted: RouteMetrics,
 }
@@ -61,17 +63,46 @@ impl Runtime {
         metrics: &Metrics,
         prev: Option<&Runtime>,
     ) -> Result<Runtime, String> {
+        let groups: Vec<Arc<Group>> = config
+            .groups
+            .iter()
+            .map(|g| {
+                prev.and_then(|r| r.groups.iter().find(|o| o.spec == *g))
+                    .cloned()
+                    .unwrap_or_else(|| Group::new(g, metrics))
+            })
+            .collect();
         let pools = config
             .pools
             .iter()
             .map(|p| {
-                let kept = prev.and_then(|r| r.pools.iter().find(|o| o.spec == *p));
+                let group = match &p.group {
+                    None => None,
+                    Some(name) => Some(
+                        groups
+                            .iter()
+                            .find(|g| &g.spec.name == name)
+                            .cloned()
+                            .ok_or_else(|| format!("pool {}: unknown group {name}", p.name))?,
+                    ),
+                };
+                // Keep a pool only if its settings and its group are the same as before.
+                let kept = prev.and_then(|r| {
+                    r.pools.iter().find(|o| {
+                        o.spec == *p
+                            && match (&o.group, &group) {
+                                (None, None) => true,
+                                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                                _ => false,
+                            }
+                    })
+                });
                 match kept {
                     Some(pool) => Ok(pool.clone()),
-                    None => Pool::new(p, metrics),
+                    None => Pool::new(p, metrics, group),
                 }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
         let routes = config
             .routes
             .iter()
@@ -99,6 +130,7 @@ impl Runtime {
             router,
             routes,
             pools,
+            groups,
             unrouted: metrics.route(NO_ROUTE, false),
         })
     }

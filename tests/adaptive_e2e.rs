@@ -318,3 +318,53 @@ async fn learned_cost_singles_out_the_slow_values() {
         assert_eq!(n.await.unwrap(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_backend_sheds_another_pools_low_priority_first() {
+    // Two pools on one backend (a group of 2 units with a queue of 2): search's sheddable
+    // traffic fills it; checkout, in another pool, still gets through, and search's waiters
+    // are the ones shed.
+    let origin = slow_origin(300, Arc::default()).await;
+    let levee = Levee::start(&format!(
+        "[groups.app]\nmax_inflight = 2\nqueue = {{ max = 2, timeout = \"5s\" }}\n\n\
+         [pools.search]\nendpoints = [\"{origin}\"]\ngroup = \"app\"\n\n\
+         [pools.checkout]\nendpoints = [\"{origin}\"]\ngroup = \"app\"\n\n\
+         [[routes]]\nname = \"checkout\"\npool = \"checkout\"\npriority = \"critical\"\nmatch = {{ path_prefix = \"/checkout\" }}\n\n\
+         [[routes]]\nname = \"search\"\npool = \"search\"\npriority = \"sheddable\"\n"
+    ))
+    .await;
+    let p = levee.proxy;
+    let mut search = Vec::new();
+    for _ in 0..4 {
+        search.push(tokio::spawn(async move {
+            get(p, "/search", &[]).await.unwrap()
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut checkout = Vec::new();
+    for _ in 0..2 {
+        checkout.push(tokio::spawn(async move {
+            get(p, "/checkout", &[]).await.unwrap().status
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for c in checkout {
+        assert_eq!(c.await.unwrap(), 200);
+    }
+    let mut reasons = Vec::new();
+    for s in search {
+        let r = s.await.unwrap();
+        reasons.push((r.status, r.header("x-levee-reason").map(str::to_string)));
+    }
+    let shed = reasons
+        .iter()
+        .filter(|(s, r)| *s == 503 && r.as_deref() == Some("overloaded"))
+        .count();
+    assert_eq!(shed, 2, "{reasons:?}");
+    let st = levee.status().await;
+    assert_eq!(st["groups"][0]["name"], "app");
+    assert_eq!(
+        st["groups"][0]["pools"],
+        serde_json::json!(["checkout", "search"])
+    );
+}

@@ -178,7 +178,7 @@ fn unknown_keys_top_level_and_in_route() {
     assert_refused(&out, &f, 2);
     // `[pool.web]`: the key `pool` starts at column 2, after the bracket.
     out.has_line(&format!(
-        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `pools`, `routes`, `schedules`"
+        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `pools`, `groups`, `routes`, `schedules`"
     ));
     // The path is checked only up to the key (see `unknown_key_path_names_key_once` below).
     out.has_diag(
@@ -459,6 +459,20 @@ fn schedule_errors_and_a_public_admin_without_token() {
         "16:31: error: schedules[0].switches.search: unknown state \"sideways\": expected on, off or degrade",
         "16:14: error: schedules[0].switches.serch: unknown route \"serch\"",
         "21:1: error: schedules[1].until: must be after `from`",
+    ] {
+        out.has_line(&format!("{f}:{line}"));
+    }
+}
+
+#[test]
+fn group_errors() {
+    let f = format!("{E}/groups.toml");
+    let out = check(&f);
+    assert_refused(&out, &f, 3);
+    for line in [
+        "2:9: error: groups.search: \"search\" is also a pool: group and pool names share the `pool` metric label",
+        "3:1: error: groups.search.max_inflight: 0 is out of range: expected 1 to 1000000",
+        "7:1: error: pools.search.group: unknown group \"db\" (known: search)",
     ] {
         out.has_line(&format!("{f}:{line}"));
     }

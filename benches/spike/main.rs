@@ -316,18 +316,26 @@ fn adaptive_line(pool: &str) -> String {
 
 fn config(setup: &str, direct: &[SocketAddr]) -> String {
     let (pdp, checkout, search) = (direct[0], direct[1], direct[2]);
-    let adaptive = setup != "static";
+    // "group" and "learned": the three pools declared as sharing one backend, which has the
+    // adaptive limit; the pools themselves get generous static caps.
+    let grouped = setup == "group" || setup == "learned";
     let pool = |name: &str, addr: SocketAddr, guess: usize| {
-        let (max, extra) = if adaptive {
-            (256, adaptive_line(name))
-        } else {
-            (guess, String::new())
+        let (max, extra) = match setup {
+            "static" => (guess, String::new()),
+            "adaptive" => (256, adaptive_line(name)),
+            _ => (256, "group = \"app\"\n".to_string()),
         };
         format!(
             "[pools.{name}]\nendpoints = [\"{addr}\"]\nmax_inflight = {max}\nqueue = {{ max = 64, timeout = \"250ms\" }}\nrequest_timeout = \"5s\"\n{extra}\n"
         )
     };
     let mut c = String::new();
+    if grouped {
+        c += &format!(
+            "[groups.app]\nmax_inflight = 512\nqueue = {{ max = 128, timeout = \"250ms\" }}\n{}\n",
+            adaptive_line("group")
+        );
+    }
     // The static guesses an SRE might write weeks before: room for twice the normal peak.
     c += &pool("pdp", pdp, 16);
     c += &pool("checkout", checkout, 8);
@@ -360,7 +368,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("levee-spike-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
-    let setups = ["none", "static", "adaptive", "learned"];
+    let setups = ["none", "static", "adaptive", "group", "learned"];
     let mut out = String::new();
     out += &format!(
         "Spike: {BASE_RPS} req/s baseline for {}s, {SPIKE_X}x for {}s, then {}s of recovery; \

@@ -102,6 +102,17 @@ pub fn status(shared: &Shared) -> Value {
         "routes": routes,
         "pools": pools,
         "unrouted": { "requests_total": rt.unrouted.total_requests() },
+        "groups": rt.groups.iter().map(|g| json!({
+            "name": g.spec.name,
+            "limit": g.bulkhead.limit(),
+            "max_inflight": g.bulkhead.max_inflight(),
+            "inflight": g.bulkhead.inflight(),
+            "queue": { "depth": g.bulkhead.queued(), "max": g.bulkhead.queue_max() },
+            "cutoff": g.bulkhead.cutoff().as_str(),
+            "pressure": g.bulkhead.pressure(),
+            "pools": rt.pools.iter().filter(|p| p.spec.group.as_deref() == Some(g.spec.name.as_str()))
+                .map(|p| p.name()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "schedules": rt.config.schedules.iter().map(|sc| json!({
             "name": sc.name,
             "from": sc.from.to_rfc3339(),

@@ -4,6 +4,7 @@
 
 mod adaptive;
 pub mod diag;
+mod groups;
 pub mod model;
 mod protection;
 mod routes;

@@ -16,8 +16,19 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub server: ServerSpec,
     pub pools: Vec<PoolSpec>,
+    pub groups: Vec<GroupSpec>,
     pub routes: Vec<RouteSpec>,
     pub schedules: Vec<ScheduleSpec>,
+}
+
+/// `[groups.NAME]`: a backend shared by several pools, with a limit of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub max_inflight: usize,
+    pub queue_max: usize,
+    pub queue_timeout: Duration,
+    pub adaptive: Option<AdaptiveSpec>,
 }
 
 /// `[[schedules]]`: switches that apply from `from` until `until` by themselves.
@@ -79,6 +90,8 @@ pub struct PoolSpec {
     pub health_check: Option<HealthCheckSpec>,
     /// Adaptive concurrency limit below `max_inflight`; `None` keeps the limit static.
     pub adaptive: Option<AdaptiveSpec>,
+    /// The `[groups.NAME]` this pool's backend belongs to.
+    pub group: Option<String>,
 }
 
 /// `[pools.NAME] adaptive`: tuning of the adaptive limit.

@@ -28,6 +28,7 @@ pub struct RawPool {
     pub health_check: Option<RawHealthCheck>,
     /// `true`/`false` or a table of tuning keys: checked in `adaptive.rs`.
     pub adaptive: Option<toml::Value>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 
 use super::adaptive::validate_adaptive;
 use super::diag::{key_seg, Diags};
+use super::groups::{validate_group, RawGroup};
 use super::model::*;
 use super::routes::validate_routes;
 use super::schedules::{validate_schedules, RawSchedule};
@@ -32,6 +33,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
     let mut raw_pools: Vec<(String, RawPool)> = Vec::new();
     let mut raw_routes: Vec<RawRoute> = Vec::new();
     let mut raw_schedules: Vec<RawSchedule> = Vec::new();
+    let mut raw_groups: Vec<(String, RawGroup)> = Vec::new();
     for (key, value) in &root {
         match key.as_str() {
             "server" => raw_server = decode(value, "server", d),
@@ -43,6 +45,15 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
                     }
                 }
                 _ => d.error("pools", "expected a table of pools ([pools.NAME])"),
+            },
+            "groups" => match value {
+                toml::Value::Table(t) => {
+                    for (name, v) in t {
+                        let path = format!("groups.{}", key_seg(name));
+                        raw_groups.push((name.clone(), decode(v, &path, d)));
+                    }
+                }
+                _ => d.error("groups", "expected a table of groups ([groups.NAME])"),
             },
             "routes" => match value {
                 toml::Value::Array(a) => {
@@ -67,7 +78,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
             k => d.error(
                 key_seg(k),
                 format!(
-                    "unknown key `{k}`, expected one of `server`, `pools`, `routes`, `schedules`"
+                    "unknown key `{k}`, expected one of `server`, `pools`, `groups`, `routes`, `schedules`"
                 ),
             ),
         }
@@ -79,6 +90,28 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
         .filter_map(|(name, raw)| validate_pool(name, raw, d))
         .collect();
     let pool_names: Vec<&str> = raw_pools.iter().map(|(n, _)| n.as_str()).collect();
+    let groups: Vec<GroupSpec> = raw_groups
+        .iter()
+        .filter_map(|(name, raw)| validate_group(name, raw, &pool_names, d))
+        .collect();
+    for (name, raw) in &raw_pools {
+        if let Some(g) = &raw.group {
+            if !raw_groups.iter().any(|(n, _)| n == g) {
+                let known: Vec<&str> = raw_groups.iter().map(|(n, _)| n.as_str()).collect();
+                d.error(
+                    format!("pools.{}.group", key_seg(name)),
+                    format!(
+                        "unknown group {g:?} (known: {})",
+                        if known.is_empty() {
+                            "none defined".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
     let routes = validate_routes(&raw_routes, &pool_names, base_dir, d);
     let route_names: Vec<&str> = raw_routes
         .iter()
@@ -110,6 +143,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
         source: None,
         server: server?,
         pools,
+        groups,
         routes,
         schedules,
     })
@@ -480,6 +514,7 @@ fn validate_pool(name: &str, raw: &RawPool, d: &mut Diags) -> Option<PoolSpec> {
         request_timeout: request_timeout?,
         health_check: health_check?,
         adaptive: adaptive?,
+        group: raw.group.clone(),
     })
 }
 

@@ -8,6 +8,7 @@
 //! Pingora's `LoadBalancer` is kept only to run the health checks.
 
 pub mod bulkhead;
+pub mod group;
 pub mod health;
 
 use crate::config::PoolSpec;
@@ -58,13 +59,19 @@ pub struct Pool {
     /// The adaptive limit (`adaptive = true`), fed by finished requests.
     pub adaptive: Option<Adaptive>,
     pub retries: RetryBudget,
+    /// The shared backend this pool belongs to, if any.
+    pub group: Option<Arc<group::Group>>,
 }
 
 /// How long an idle upstream connection is kept for reuse.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 impl Pool {
-    pub fn new(spec: &PoolSpec, metrics: &Metrics) -> Result<Arc<Pool>, String> {
+    pub fn new(
+        spec: &PoolSpec,
+        metrics: &Metrics,
+        group: Option<Arc<group::Group>>,
+    ) -> Result<Arc<Pool>, String> {
         let addrs: Vec<SocketAddr> = spec.endpoints.iter().map(|(_, a)| *a).collect();
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter())
             .map_err(|e| format!("pool {}: {e}", spec.name))?;
@@ -117,6 +124,7 @@ impl Pool {
             bulkhead,
             adaptive,
             retries: RetryBudget::default(),
+            group,
             metrics: pm,
             spec: spec.clone(),
             lb,
@@ -127,6 +135,14 @@ impl Pool {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Demand over capacity of this pool or of its shared backend, whichever is higher.
+    pub fn pressure(&self) -> f64 {
+        let own = self.bulkhead.pressure();
+        self.group
+            .as_ref()
+            .map_or(own, |g| own.max(g.bulkhead.pressure()))
     }
 
     /// Feed one finished request to the adaptive limit, if the pool has one.

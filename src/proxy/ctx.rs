@@ -16,6 +16,9 @@ pub struct Ctx {
     pub route: Option<Arc<Route>>,
     /// The pool slot; `None` until admitted.
     pub permit: Option<Permit>,
+    /// The units of the pool's group (shared backend), if it has one.
+    pub group_permit: Option<Permit>,
+    pub group_inflight_at_admit: u32,
     pub request_id: Option<http::HeaderValue>,
     /// Set when levee answered (or will answer) the request itself.
     pub reason: Option<Reason>,
@@ -42,6 +45,8 @@ impl Ctx {
             rt,
             route: None,
             permit: None,
+            group_permit: None,
+            group_inflight_at_admit: 0,
             request_id: None,
             reason: None,
             start: Instant::now(),

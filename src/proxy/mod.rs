@@ -180,7 +180,7 @@ impl ProxyHttp for LeveeProxy {
         }
 
         // Step 5: brownout while the pool is under pressure.
-        let (brownout, changed) = route.protection.brownout(route.pool.bulkhead.pressure());
+        let (brownout, changed) = route.protection.brownout(route.pool.pressure());
         if let (Some(on), Some(suppressed)) = (changed, changed.and(self.shared.log.admit())) {
             tracing::warn!(
                 route = %route.spec.name,
@@ -188,7 +188,7 @@ impl ProxyHttp for LeveeProxy {
                 suppressed,
                 "brownout {}: pool pressure {:.2}",
                 if on { "on" } else { "off" },
-                route.pool.bulkhead.pressure()
+                route.pool.pressure()
             );
         }
         if brownout {
@@ -204,20 +204,35 @@ impl ProxyHttp for LeveeProxy {
                 .protection
                 .admission(&route.spec, &req.uri, &req.headers);
         ctx.learned = learned;
-        match route.pool.bulkhead.acquire(cost, priority).await {
-            Ok(permit) => {
-                ctx.permit = Some(permit);
-                ctx.admitted_at = Some(std::time::Instant::now());
-                ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
-                route.pool.retries.request(protection::now_nanos());
-                Ok(false)
-            }
+        let permit = match route.pool.bulkhead.acquire(cost, priority).await {
+            Ok(permit) => permit,
             Err(reason) => {
                 self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
                     .await;
-                Ok(true)
+                return Ok(true);
+            }
+        };
+        // Then the same units of the shared backend, if the pool is in a group. A request
+        // shed here gives its pool slot back at once (the permit drops).
+        if let Some(group) = &route.pool.group {
+            match group.bulkhead.acquire(cost, priority).await {
+                Ok(g) => {
+                    ctx.group_inflight_at_admit = group.bulkhead.inflight() as u32;
+                    ctx.group_permit = Some(g);
+                }
+                Err(reason) => {
+                    drop(permit);
+                    self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
+                        .await;
+                    return Ok(true);
+                }
             }
         }
+        ctx.permit = Some(permit);
+        ctx.admitted_at = Some(std::time::Instant::now());
+        ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
+        route.pool.retries.request(protection::now_nanos());
+        Ok(false)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -370,10 +385,17 @@ impl ProxyHttp for LeveeProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        // Free the slot before anything else: the response is done.
+        // Free the slots before anything else: the response is done.
         ctx.permit.take();
+        ctx.group_permit.take();
         if let (Some(route), Some(sample)) = (&ctx.route, ctx.limit_sample()) {
             route.pool.observe(sample);
+            if let Some(group) = &route.pool.group {
+                group.observe(protection::adaptive::Sample {
+                    inflight: ctx.group_inflight_at_admit,
+                    ..sample
+                });
+            }
         }
         if let (Some(route), Some(hash), Some(at)) = (&ctx.route, ctx.learned, ctx.admitted_at) {
             if let Some(l) = &route.protection.learned {

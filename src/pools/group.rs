@@ -1,0 +1,59 @@
+//! A backend shared by several pools (`[groups.NAME]`): its own bulkhead (limit in cost units,
+//! priority queue) and, with `adaptive`, its own learned limit fed by every member pool's
+//! requests. A request of a member pool takes its units from its pool first (isolation: one
+//! pool can never take the whole group) and then from the group (shared capacity: when the
+//! shared backend is contended, the lowest priorities of any member are shed first).
+
+use super::bulkhead::Bulkhead;
+use crate::config::GroupSpec;
+use crate::metrics::{Metrics, PoolMetrics};
+use crate::protection::adaptive::{limit::LimitConfig, Adaptive, Sample};
+use std::sync::Arc;
+
+pub struct Group {
+    pub spec: GroupSpec,
+    pub bulkhead: Bulkhead,
+    pub adaptive: Option<Adaptive>,
+    pub metrics: PoolMetrics,
+}
+
+impl Group {
+    pub fn new(spec: &GroupSpec, metrics: &Metrics) -> Arc<Group> {
+        let pm = metrics.pool(&spec.name);
+        let bulkhead = Bulkhead::new(
+            spec.max_inflight,
+            spec.queue_max,
+            spec.queue_timeout,
+            pm.clone(),
+        );
+        let adaptive = spec.adaptive.as_ref().map(|a| {
+            let adaptive = Adaptive::new(
+                LimitConfig {
+                    min_limit: a.min_limit,
+                    max_limit: spec.max_inflight as u32,
+                    initial_limit: a.initial_limit,
+                    tolerance: a.tolerance,
+                    backoff: a.backoff,
+                    smoothing: a.smoothing,
+                },
+                a.window,
+            );
+            bulkhead.set_limit(adaptive.initial_limit());
+            adaptive
+        });
+        Arc::new(Group {
+            spec: spec.clone(),
+            bulkhead,
+            adaptive,
+            metrics: pm,
+        })
+    }
+
+    pub fn observe(&self, sample: Sample) {
+        if let Some(a) = &self.adaptive {
+            if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
+                self.bulkhead.set_limit(limit);
+            }
+        }
+    }
+}
