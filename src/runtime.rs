@@ -20,6 +20,9 @@ pub struct Route {
     /// Shared with the previous snapshot when a reload left this route's protections as
     /// they were, so breaker state, buckets and learned costs carry over.
     pub protection: Arc<Protection>,
+    /// The route as a class for the adaptive limits (a hash of its name: stable across
+    /// reloads).
+    pub class: u64,
 }
 
 impl Route {
@@ -116,7 +119,14 @@ impl Runtime {
                     .and_then(|rt| rt.routes.iter().find(|o| o.spec.name == r.name))
                     .filter(|o| same_protections(&o.spec, r))
                     .map(|o| o.protection.clone());
+                let class = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    r.name.hash(&mut h);
+                    h.finish()
+                };
                 Ok(Arc::new(Route {
+                    class,
                     metrics: metrics.route(&r.name, r.circuit_breaker.is_some()),
                     protection: kept.unwrap_or_else(|| Arc::new(Protection::new(r))),
                     spec: r.clone(),

@@ -97,6 +97,7 @@ impl Ctx {
             rtt,
             inflight: self.inflight_at_admit,
             dropped: overload,
+            class: self.route.as_ref().map_or(0, |r| r.class),
         })
     }
 

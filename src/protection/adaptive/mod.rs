@@ -1,11 +1,22 @@
-//! Adaptive concurrency per pool (`adaptive = true`): finished requests feed samples into a
-//! window; each closed window goes to the pure `limit::GradientLimit`, and the new limit is
-//! set on the pool's bulkhead (which hands out permits in cost units, by priority).
-//! `levee_concurrency_limit{pool}` follows it.
+//! Adaptive concurrency per pool or shared backend (`adaptive = true`): finished requests
+//! feed samples into a window; each closed window goes to the pure `limit::GradientLimit`,
+//! and the new limit is set on the bulkhead (which hands out permits in cost units, by
+//! priority). `levee_concurrency_limit{pool}` follows it.
+//!
+//! **Latency is judged per class.** A pool serves requests of very different cost (a broad
+//! category search takes ten times a narrow one), so the mean latency of a window moves with
+//! the mix of requests, not only with load: shed the broad searches and the mean falls, admit
+//! them and it rises, though the backend is no more loaded. Measured in the spike benchmark,
+//! a mixed mean made the limit shrink at baseline load. So each class (a route) keeps its own
+//! smoothed latency and its own lowest-seen baseline, and a window's signal is the inflation
+//! of each class over its own baseline, averaged over the window's requests. The limit then
+//! sees "latency x1.0" for an unloaded backend whatever the mix. `MAX_CLASSES` bounds the
+//! table (routes come from config).
 
 pub mod limit;
 
 use limit::{GradientLimit, LimitConfig, Window};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,6 +29,8 @@ pub struct Sample {
     pub inflight: u32,
     /// A timeout, connect failure, or 503/429 from the upstream.
     pub dropped: bool,
+    /// Which class of request (a route): latency is compared within a class.
+    pub class: u64,
 }
 
 pub struct Adaptive {
@@ -25,17 +38,33 @@ pub struct Adaptive {
     state: Mutex<State>,
 }
 
+#[derive(Default)]
+struct Class {
+    sum: u128,
+    n: u64,
+    /// Smoothed mean latency (ns) and the lowest it has been: the class's baseline (the
+    /// smoothing keeps one quick window from setting it too low).
+    ema: f64,
+    base: f64,
+}
+
 struct State {
     limit: GradientLimit,
     opened: u64,
-    rtt_sum: u128,
-    rtt_n: u64,
+    classes: HashMap<u64, Class>,
+    samples: u64,
     peak: u32,
     dropped: bool,
 }
 
 /// Fewest samples a window needs before it closes early at `window`.
 const MIN_SAMPLES: u64 = 10;
+/// Weight of a window's mean in a class's smoothed latency.
+const CLASS_WEIGHT: f64 = 0.3;
+/// Most classes tracked; beyond it new classes share one.
+const MAX_CLASSES: usize = 1024;
+/// The unit the limit sees: a class at its baseline is "1 ms".
+const UNIT: f64 = 1_000_000.0;
 
 impl Adaptive {
     pub fn new(cfg: LimitConfig, window: Duration) -> Adaptive {
@@ -44,8 +73,8 @@ impl Adaptive {
             state: Mutex::new(State {
                 limit: GradientLimit::new(cfg),
                 opened: 0,
-                rtt_sum: 0,
-                rtt_n: 0,
+                classes: HashMap::new(),
+                samples: 0,
                 peak: 0,
                 dropped: false,
             }),
@@ -68,31 +97,129 @@ impl Adaptive {
         if st.opened == 0 {
             st.opened = now;
         }
-        match s.rtt {
-            Some(rtt) if !s.dropped => {
-                st.rtt_sum += rtt.as_nanos();
-                st.rtt_n += 1;
-            }
-            _ => {}
+        if let (Some(rtt), false) = (s.rtt, s.dropped) {
+            let key = if st.classes.len() >= MAX_CLASSES && !st.classes.contains_key(&s.class) {
+                u64::MAX
+            } else {
+                s.class
+            };
+            let c = st.classes.entry(key).or_default();
+            c.sum += rtt.as_nanos();
+            c.n += 1;
+            st.samples += 1;
         }
         st.peak = st.peak.max(s.inflight);
         st.dropped |= s.dropped;
         let age = now.saturating_sub(st.opened);
         let w = self.window.as_nanos() as u64;
-        let due = st.dropped || (age >= w && st.rtt_n >= MIN_SAMPLES) || age >= 10 * w;
+        let due = st.dropped || (age >= w && st.samples >= MIN_SAMPLES) || age >= 10 * w;
         if !due {
             return None;
         }
+        let (mut weighted, mut n) = (0.0, 0u64);
+        for c in st.classes.values_mut().filter(|c| c.n > 0) {
+            let mean = (c.sum / u128::from(c.n)) as f64;
+            c.ema = if c.ema == 0.0 {
+                mean
+            } else {
+                c.ema + (mean - c.ema) * CLASS_WEIGHT
+            };
+            c.base = if c.base == 0.0 {
+                c.ema
+            } else {
+                c.base.min(c.ema)
+            };
+            // This window's mean against the class's baseline (the limit smooths the result).
+            weighted += mean / c.base.max(1.0) * c.n as f64;
+            n += c.n;
+            c.sum = 0;
+            c.n = 0;
+        }
         let window = Window {
-            mean_rtt: st.rtt_sum.checked_div(u128::from(st.rtt_n)).unwrap_or(0) as u64,
+            mean_rtt: if n == 0 {
+                0
+            } else {
+                (weighted / n as f64 * UNIT) as u64
+            },
             peak_inflight: st.peak,
             dropped: st.dropped,
         };
         st.opened = now;
-        st.rtt_sum = 0;
-        st.rtt_n = 0;
+        st.samples = 0;
         st.peak = 0;
         st.dropped = false;
         Some(st.limit.update(window, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn adaptive() -> Adaptive {
+        Adaptive::new(
+            LimitConfig {
+                min_limit: 4,
+                max_limit: 500,
+                initial_limit: 40,
+                tolerance: 1.5,
+                backoff: 0.9,
+                smoothing: 0.2,
+            },
+            Duration::from_millis(100),
+        )
+    }
+
+    /// Feed a window of 20 requests: `broad` of them of class 2 at 300 ms, the rest class 1
+    /// at 20 ms, all with the pool fully used.
+    fn window(a: &Adaptive, t: &mut u64, broad: usize, scale: f64) -> Option<u32> {
+        let mut out = None;
+        for i in 0..20 {
+            let (class, ms) = if i < broad { (2, 300.0) } else { (1, 20.0) };
+            let s = Sample {
+                rtt: Some(Duration::from_micros((ms * scale * 1000.0) as u64)),
+                inflight: 40,
+                dropped: false,
+                class,
+            };
+            *t += 5 * MS;
+            out = a.sample(s, *t).or(out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_changing_mix_is_not_mistaken_for_load() {
+        let a = adaptive();
+        let mut t = 0;
+        for _ in 0..10 {
+            window(&a, &mut t, 2, 1.0);
+        }
+        let before = a.lock().limit.limit();
+        // The mix swings from 0 to 10 broad requests in 20, latency per class unchanged: a
+        // mixed mean would swing 20 ms → 160 ms and cut the limit; per class, nothing moved.
+        let mut lim = before;
+        for k in 0..20 {
+            lim = window(&a, &mut t, if k % 2 == 0 { 0 } else { 10 }, 1.0).unwrap_or(lim);
+        }
+        assert!(lim >= before, "{before} -> {lim}");
+    }
+
+    #[test]
+    fn inflation_in_every_class_still_cuts() {
+        let a = adaptive();
+        let mut t = 0;
+        for _ in 0..10 {
+            window(&a, &mut t, 2, 1.0);
+        }
+        let before = a.lock().limit.limit();
+        let mut lim = before;
+        for _ in 0..10 {
+            lim = window(&a, &mut t, 2, 3.0).unwrap_or(lim);
+        }
+        // A third off within a second of 3x latency (smoothing: ~10% a window at most).
+        assert!(lim * 3 < before * 2, "{before} -> {lim}");
     }
 }
