@@ -91,7 +91,8 @@ impl BackgroundService for Supervisor {
                     tick_switches(shared, chrono::Utc::now());
                     // File watch, debounced: act once the new mtime held for a full tick.
                     let now = mtime(shared);
-                    if now != seen {
+                    // A missing file (mid-save, or deleted) is not a change to act on.
+                    if now.is_some() && now != seen {
                         if pending == now {
                             crate::reload::reload(shared, "file changed");
                             seen = mtime(shared);
@@ -116,21 +117,19 @@ impl BackgroundService for Supervisor {
 }
 
 /// After the shutdown signal the listeners are closed and Pingora waits `drain_timeout`
-/// before stopping; exit as soon as no request is in flight or queued (twice in a row, 50 ms
-/// apart) instead of always waiting the whole period.
-async fn drain(shared: &Shared) {
+/// before stopping; exit as soon as no request has been alive for 500 ms,
+/// counting every request from its head to its end under any config snapshot, instead of
+/// always waiting the whole period.
+async fn drain(_shared: &Shared) {
     let started = std::time::Instant::now();
     let mut quiet = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let rt = shared.current.load();
-        let busy: usize = rt
-            .pools
-            .iter()
-            .map(|p| p.bulkhead.inflight() + p.bulkhead.queued())
-            .sum();
+        let busy = crate::proxy::active_requests();
         quiet = if busy == 0 { quiet + 1 } else { 0 };
-        if quiet >= 2 {
+        // Half a second with nothing alive: also covers connections accepted just before the
+        // listeners closed whose request head is still on its way.
+        if quiet >= 10 {
             tracing::info!(after = ?started.elapsed(), "drained: nothing in flight, exiting");
             std::process::exit(0);
         }

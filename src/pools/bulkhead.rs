@@ -8,8 +8,9 @@
 //! - **Queue full**: a newcomer evicts the newest waiter of a *lower* priority (answered
 //!   `overloaded`); if there is none, the newcomer is shed. So critical traffic is never shed
 //!   while lower priorities hold queue places they can give up.
-//! - **Cutoff**: while the queue stays over 3/4 full, the lowest priority still queued is cut
-//!   off (new requests of it shed at once, its waiters shed now), one level per 250 ms, never
+//! - **Cutoff**: when the queue has stayed over 3/4 full for 250 ms, the lowest priority still
+//!   queued is cut off (new requests of it shed at once, its waiters shed now), one level per
+//!   250 ms, never
 //!   `critical`. It comes back one level per second once the queue is under 1/4 full: the
 //!   hysteresis keeps it from flapping.
 //! - **LIFO under overload**: within a priority, waiters are served oldest first, unless the
@@ -57,7 +58,8 @@ struct Waiter {
     id: u64,
     cost: u32,
     since: Instant,
-    grant: oneshot::Sender<()>,
+    /// Sent the units actually granted (the cost, clamped to the limit at grant time).
+    grant: oneshot::Sender<u32>,
 }
 
 struct State {
@@ -68,6 +70,8 @@ struct State {
     /// Requests of a priority below this are shed without queueing.
     cutoff: Priority,
     cutoff_changed: Instant,
+    /// Since when the queue has been over 3/4 full (the cutoff needs it to stay so).
+    over_since: Option<Instant>,
     next_id: u64,
 }
 
@@ -102,6 +106,7 @@ impl Bulkhead {
                     queued: 0,
                     cutoff: Priority::Sheddable,
                     cutoff_changed: Instant::now(),
+                    over_since: None,
                     next_id: 0,
                 }),
                 max_inflight: max,
@@ -120,7 +125,7 @@ impl Bulkhead {
     /// `QueueTimeout` (waited `queue.timeout`).
     pub async fn acquire(&self, cost: u32, priority: Priority) -> Result<Permit, Reason> {
         let inner = &self.inner;
-        let (rx, id, cost) = {
+        let (rx, id) = {
             let mut s = inner.lock();
             // A cost above the limit could never run: it takes the whole pool instead.
             let cost = cost.clamp(1, s.limit.max(1));
@@ -154,34 +159,35 @@ impl Bulkhead {
             s.queued += 1;
             inner.adjust_cutoff(&mut s);
             inner.mirror(&s);
-            (rx, id, cost)
+            (rx, id)
         };
         let mut waiting = Waiting {
             inner,
             id,
             priority,
-            cost,
             rx: Some(rx),
         };
         let rx = waiting.rx.as_mut().expect("set above");
         let outcome = match tokio::time::timeout(inner.queue_timeout, rx).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(units)) => Ok(units),
             Ok(Err(_)) => Err(Reason::Overloaded), // evicted or cut off
             Err(_) => {
                 // Timed out, unless a grant raced in: decide under the lock.
                 let mut s = inner.lock();
                 if s.remove(priority, id) {
+                    // Its leaving may let the waiters behind it fit.
+                    inner.grant(&mut s);
                     inner.mirror(&s);
                     Err(Reason::QueueTimeout)
-                } else if waiting.rx.as_mut().is_some_and(|rx| rx.try_recv().is_ok()) {
-                    Ok(()) // granted just now: the units are ours
+                } else if let Some(units) = waiting.rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    Ok(units) // granted just now: the units are ours
                 } else {
                     Err(Reason::Overloaded)
                 }
             }
         };
         waiting.rx = None; // settled: nothing for the guard to undo
-        outcome.map(|()| self.permit(cost))
+        outcome.map(|units| self.permit(units))
     }
 
     fn permit(&self, cost: u32) -> Permit {
@@ -273,7 +279,9 @@ impl Inner {
                 } else {
                     s.queues[p].front()
                 };
-                let cost = next.map_or(0, |w| w.cost);
+                // Clamped again here: the limit may have fallen since the waiter queued,
+                // and a waiter that could never fit would block everyone behind it.
+                let cost = next.map_or(0, |w| w.cost.min(s.limit.max(1)));
                 if s.inflight + cost > s.limit {
                     break 'levels;
                 }
@@ -284,8 +292,8 @@ impl Inner {
                 };
                 let Some(w) = w else { continue 'levels };
                 s.queued -= 1;
-                if w.grant.send(()).is_ok() {
-                    s.inflight += w.cost;
+                if w.grant.send(cost).is_ok() {
+                    s.inflight += cost;
                 }
             }
         }
@@ -296,7 +304,15 @@ impl Inner {
         let fill = s.queued as f64 / self.queue_max.max(1) as f64;
         let now = Instant::now();
         let since = now.duration_since(s.cutoff_changed);
-        if fill > 0.75 && s.cutoff < Priority::Critical && since >= CUT_AFTER {
+        if fill > 0.75 {
+            s.over_since.get_or_insert(now);
+        } else {
+            s.over_since = None;
+        }
+        let stayed = s
+            .over_since
+            .is_some_and(|t| now.duration_since(t) >= CUT_AFTER);
+        if stayed && s.cutoff < Priority::Critical && since >= CUT_AFTER {
             let lowest = (0..LEVELS).find(|&q| !s.queues[q].is_empty());
             if let Some(q) = lowest.filter(|&q| q < Priority::Critical as usize) {
                 s.cutoff = Priority::from_index(q + 1);
@@ -334,18 +350,20 @@ struct Waiting<'a> {
     inner: &'a Inner,
     id: u64,
     priority: Priority,
-    cost: u32,
-    rx: Option<oneshot::Receiver<()>>,
+    rx: Option<oneshot::Receiver<u32>>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let Some(mut rx) = self.rx.take() else { return };
         let mut s = self.inner.lock();
-        if !s.remove(self.priority, self.id) && rx.try_recv().is_ok() {
-            s.inflight = s.inflight.saturating_sub(self.cost);
-            self.inner.grant(&mut s);
+        if !s.remove(self.priority, self.id) {
+            if let Ok(units) = rx.try_recv() {
+                s.inflight = s.inflight.saturating_sub(units);
+            }
         }
+        // Either way its place or its units are free now.
+        self.inner.grant(&mut s);
         self.inner.mirror(&s);
     }
 }
@@ -472,30 +490,69 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_cutoff_rises_with_pressure_and_comes_back_slowly() {
-        let b = bulkhead(1, 4);
+    async fn the_cutoff_needs_sustained_pressure_and_comes_back_slowly() {
+        let m = Metrics::new();
+        let b = Arc::new(Bulkhead::new(1, 4, Duration::from_secs(5), m.pool("p")));
         let held = b.acquire(1, Critical).await.unwrap();
-        tokio::time::advance(Duration::from_millis(300)).await;
         let mut waiters = Vec::new();
         for p in [Sheddable, Low, Normal, High] {
             waiters.push(queue(&b, 1, p).await);
         }
-        // 4 of 4 queued: sheddable is cut off, its waiter shed, and new ones refused.
-        assert_eq!(b.cutoff(), Low);
-        assert_eq!(
-            b.acquire(1, Sheddable).await.err(),
-            Some(Reason::Overloaded)
-        );
-        assert_eq!(b.queued(), 3);
+        // Full, but only just: a momentary burst cuts nothing.
+        assert_eq!(b.cutoff(), Sheddable);
+        tokio::time::advance(Duration::from_millis(300)).await;
+        // Still full 300 ms later: the next arrival (high) takes the sheddable waiter's place,
+        // and the lowest priority still queued (low) is cut off, its waiter shed.
+        waiters.push(queue(&b, 1, High).await);
+        assert_eq!(b.cutoff(), Normal);
+        assert_eq!(b.acquire(1, Low).await.err(), Some(Reason::Overloaded));
+        for _ in 0..2 {
+            assert_eq!(
+                waiters.remove(0).await.unwrap().err(),
+                Some(Reason::Overloaded)
+            );
+        }
         // Releases with the queue under 1/4 full restore one level per second at most.
         drop(held);
-        // Highest priority first, each freeing the slot for the next.
-        for w in waiters.drain(1..).rev() {
+        // Left: normal, high, high. The highs go first (oldest first), then normal; each
+        // permit is dropped to free the slot for the next.
+        let normal = waiters.remove(0);
+        for w in waiters.drain(..) {
             drop(w.await.unwrap().unwrap());
         }
-        assert_eq!(b.cutoff(), Low, "hysteresis: not yet");
+        drop(normal.await.unwrap().unwrap());
+        assert_eq!(b.cutoff(), Normal, "hysteresis: not yet");
         tokio::time::advance(Duration::from_millis(1100)).await;
         drop(b.acquire(1, Normal).await.unwrap());
-        assert_eq!(b.cutoff(), Sheddable);
+        assert_eq!(b.cutoff(), Low, "one level per second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_costlier_than_a_lowered_limit_does_not_wedge_the_pool() {
+        let b = bulkhead(20, 4);
+        let held = b.acquire(10, Normal).await.unwrap();
+        let big = queue(&b, 15, Normal).await;
+        let small = queue(&b, 1, Normal).await;
+        // The adaptive limit falls below the queued cost.
+        b.set_limit(4);
+        drop(held);
+        // It is granted what the limit allows instead of blocking everyone behind it.
+        let p = big.await.unwrap().unwrap();
+        assert_eq!(b.inflight(), 4);
+        drop(p);
+        assert!(small.await.unwrap().is_ok());
+        assert_eq!(b.inflight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_waiter_that_leaves_lets_the_next_in() {
+        let b = bulkhead(4, 4);
+        let _held = b.acquire(3, Normal).await.unwrap();
+        let big = queue(&b, 4, Normal).await;
+        let small = queue(&b, 1, Normal).await;
+        // The costly head of the queue leaves (client gone): the small one fits now.
+        big.abort();
+        let _ = big.await;
+        assert!(small.await.unwrap().is_ok());
     }
 }

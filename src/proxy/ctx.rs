@@ -7,6 +7,7 @@ use crate::protection::Outcome;
 use crate::reason::Reason;
 use crate::runtime::{Route, Runtime};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,8 +40,23 @@ pub struct Ctx {
     pub learned: Option<u64>,
 }
 
+/// Requests alive in this process (a context exists from the request head to the end of
+/// logging), whatever config snapshot they run under: shutdown waits for this to reach 0.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn active_requests() -> usize {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Ctx {
     pub fn new(rt: Arc<Runtime>) -> Ctx {
+        ACTIVE.fetch_add(1, Ordering::AcqRel);
         Ctx {
             rt,
             route: None,

@@ -21,7 +21,7 @@ use crate::runtime::Route;
 use crate::runtime::Shared;
 use crate::switches::SwitchState;
 use async_trait::async_trait;
-pub use ctx::Ctx;
+pub use ctx::{active_requests, Ctx};
 use errors::Outcome;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
