@@ -1,6 +1,7 @@
 //! levee: an adaptive load-shedding reverse proxy on Pingora. The binary (`main.rs`) only
 //! wires the CLI; everything else lives here so tests and benches use the same code.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;

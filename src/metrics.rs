@@ -27,6 +27,7 @@ pub struct Metrics {
     shadow: IntCounterVec,
     breaker: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    pub access_log_dropped: IntCounterVec,
 }
 
 /// Handles for one route, resolved once per config.
@@ -77,7 +78,7 @@ impl Metrics {
             &["route"],
         ));
         must(registry.register(Box::new(duration.clone())));
-        Metrics {
+        let m = Metrics {
             requests: counter(
                 "levee_requests_total",
                 "Responses levee sent, per route and status class.",
@@ -129,7 +130,25 @@ impl Metrics {
                 "Config reloads, per result.",
                 &["result"],
             ),
+            access_log_dropped: counter(
+                "levee_access_log_dropped_total",
+                "Access log lines not written: over the per-second cap for errors and rejections, or the writer's queue full.",
+                &["why"],
+            ),
             registry,
+        };
+        m.precreate();
+        m
+    }
+
+    /// Series that should exist from the start, at 0 (dashboards and alerts can then tell
+    /// "none yet" from "not scraped").
+    fn precreate(&self) {
+        for r in ["success", "failure"] {
+            self.config_reloads.with_label_values(&[r]);
+        }
+        for w in ["rate_cap", "queue_full"] {
+            self.access_log_dropped.with_label_values(&[w]);
         }
     }
 

@@ -54,6 +54,11 @@ pub fn reload(shared: &Arc<Shared>, trigger: &str) -> Outcome {
         .map(|d| format!("{}: {d}", path.display()))
         .collect();
     let mut config = loaded.config;
+    if config.log != old.config.log {
+        messages
+            .push("[log] changed: the access log settings take effect only after a restart".into());
+        config.log = old.config.log.clone();
+    }
     if config.server != old.config.server {
         messages.push(
             "[server] changed: listen addresses, threads and admin tokens take effect only after a restart; the running values are kept".into(),

@@ -157,6 +157,8 @@ pub struct Shared {
     pub switches: crate::switches::Switches,
     /// Serialises reloads (SIGHUP, admin call and file watch may race).
     pub reloading: std::sync::Mutex<()>,
+    /// The access log, when `[log]` is configured (set once at start).
+    pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
 }
 
 impl Shared {
@@ -168,6 +170,7 @@ impl Shared {
             log: crate::ratelog::RateLog::new(20),
             switches: crate::switches::Switches::default(),
             reloading: std::sync::Mutex::new(()),
+            access_log: std::sync::OnceLock::new(),
         })
     }
 }

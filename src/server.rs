@@ -21,7 +21,13 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
     let server_spec = config.server.clone();
     let rt = Runtime::build(config, &metrics)?;
+    let log_spec = rt.config.log.clone();
     let shared = Shared::new(rt, metrics);
+    if let Some(spec) = log_spec {
+        let log = crate::access_log::AccessLog::start(&spec, &shared.metrics.access_log_dropped)
+            .map_err(|e| format!("access log: {e}"))?;
+        let _ = shared.access_log.set(log);
+    }
 
     let conf = ServerConf {
         threads: server_spec.threads,

@@ -178,7 +178,7 @@ fn unknown_keys_top_level_and_in_route() {
     assert_refused(&out, &f, 2);
     // `[pool.web]`: the key `pool` starts at column 2, after the bracket.
     out.has_line(&format!(
-        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `pools`, `groups`, `routes`, `schedules`"
+        "{f}:2:2: error: pool: unknown key `pool`, expected one of `server`, `log`, `tracing`, `pools`, `groups`, `routes`, `schedules`"
     ));
     // The path is checked only up to the key (see `unknown_key_path_names_key_once` below).
     out.has_diag(
@@ -226,20 +226,21 @@ fn keys_not_supported_yet_are_refused() {
     let f = format!("{E}/not_supported_yet.toml");
     let out = check(&f);
     assert_refused(&out, &f, 4);
-    out.has_line(&format!(
-        "{f}:5:2: error: log: `log` is not supported by this version of levee yet"
-    ));
     out.has_diag(
-        &format!("{f}:3:1: error: server.admin_tokens"),
+        &format!("{f}:7:1: error: log.format"),
+        &["unknown key `format`"],
+    );
+    out.has_diag(
+        &format!("{f}:4:1: error: server.admin_tokens"),
         &["unknown key `admin_tokens`"],
     );
     out.has_diag(
-        &format!("{f}:10:1: error: pools.search.adaptive"),
+        &format!("{f}:11:1: error: pools.search.adaptive"),
         &["expected true, false or a table of tuning keys, found string"],
     );
     // `[routes.cache]`: the key starts at column 9.
     out.has_diag(
-        &format!("{f}:17:9: error: routes[0].cache"),
+        &format!("{f}:18:9: error: routes[0].cache"),
         &["unknown key `cache`"],
     );
 }

@@ -19,6 +19,22 @@ pub struct Config {
     pub groups: Vec<GroupSpec>,
     pub routes: Vec<RouteSpec>,
     pub schedules: Vec<ScheduleSpec>,
+    /// `[log]`: the access log; `None` when the table is absent (no access log).
+    pub log: Option<LogSpec>,
+    /// `[tracing] start`: begin a W3C trace for requests that arrive without `traceparent`.
+    pub start_traces: bool,
+}
+
+/// `[log]`: the bounded access log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSpec {
+    pub sample: f64,
+    /// `None`: stdout.
+    pub file: Option<PathBuf>,
+    pub max_size: u64,
+    pub max_files: usize,
+    pub errors_per_second: u32,
+    pub buffer: usize,
 }
 
 /// `[groups.NAME]`: a backend shared by several pools, with a limit of its own.

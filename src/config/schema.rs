@@ -129,3 +129,20 @@ pub struct RawValueMatch {
     pub regex: Option<String>,
     pub present: Option<bool>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub sample: Option<f64>,
+    pub file: Option<String>,
+    pub max_size: Option<String>,
+    pub max_files: Option<i64>,
+    pub errors_per_second: Option<i64>,
+    pub buffer: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub start: Option<bool>,
+}

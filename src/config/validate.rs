@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// Keys that later versions of levee add (DESIGN.md §1); named so the error says "not yet"
 /// rather than "unknown".
-const NOT_YET_TOP: &[&str] = &["log"];
+const NOT_YET_TOP: &[&str] = &[];
 
 pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Config> {
     let root: toml::Table = match toml::from_str(src) {
@@ -34,6 +34,8 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
     let mut raw_routes: Vec<RawRoute> = Vec::new();
     let mut raw_schedules: Vec<RawSchedule> = Vec::new();
     let mut raw_groups: Vec<(String, RawGroup)> = Vec::new();
+    let mut raw_log: Option<RawLog> = None;
+    let mut raw_tracing = RawTracing::default();
     for (key, value) in &root {
         match key.as_str() {
             "server" => raw_server = decode(value, "server", d),
@@ -46,6 +48,8 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
                 }
                 _ => d.error("pools", "expected a table of pools ([pools.NAME])"),
             },
+            "log" => raw_log = Some(decode(value, "log", d)),
+            "tracing" => raw_tracing = decode(value, "tracing", d),
             "groups" => match value {
                 toml::Value::Table(t) => {
                     for (name, v) in t {
@@ -78,13 +82,17 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
             k => d.error(
                 key_seg(k),
                 format!(
-                    "unknown key `{k}`, expected one of `server`, `pools`, `groups`, `routes`, `schedules`"
+                    "unknown key `{k}`, expected one of `server`, `log`, `tracing`, `pools`, `groups`, `routes`, `schedules`"
                 ),
             ),
         }
     }
 
     let server = validate_server(&raw_server, base_dir, d);
+    let log = match &raw_log {
+        None => Some(None),
+        Some(l) => validate_log(l, base_dir, d).map(Some),
+    };
     let pools: Vec<PoolSpec> = raw_pools
         .iter()
         .filter_map(|(name, raw)| validate_pool(name, raw, d))
@@ -146,6 +154,8 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
         groups,
         routes,
         schedules,
+        log: log?,
+        start_traces: raw_tracing.start.unwrap_or(false),
     })
 }
 
@@ -249,6 +259,60 @@ fn report(base: &str, e: serde_path_to_error::Error<toml::de::Error>, d: &mut Di
         }
     }
     d.error(path, msg);
+}
+
+fn validate_log(raw: &RawLog, base_dir: &Path, d: &mut Diags) -> Option<LogSpec> {
+    let sample = raw.sample.unwrap_or(0.01);
+    let sample_ok = (0.0..=1.0).contains(&sample);
+    if !sample_ok {
+        d.error(
+            "log.sample",
+            format!("{sample} is out of range: expected 0 to 1"),
+        );
+    }
+    let max_size = match raw.max_size.as_deref() {
+        None => Some(100 << 20),
+        Some(s) => match super::units::parse_size(s) {
+            Ok(n) if (4096..=1 << 40).contains(&n) => Some(n),
+            Ok(_) => {
+                d.error(
+                    "log.max_size",
+                    format!("{s:?} is out of range: expected 4KiB to 1TiB"),
+                );
+                None
+            }
+            Err(e) => {
+                d.error("log.max_size", e);
+                None
+            }
+        },
+    };
+    let max_files = int_in(raw.max_files, 5, 0, 1000, "log.max_files", d);
+    let eps = int_in(
+        raw.errors_per_second,
+        100,
+        1,
+        1_000_000,
+        "log.errors_per_second",
+        d,
+    );
+    let buffer = int_in(raw.buffer, 8192, 16, 1_000_000, "log.buffer", d);
+    let file = raw
+        .file
+        .as_deref()
+        .filter(|f| *f != "-")
+        .map(|f| base_dir.join(f));
+    if !sample_ok {
+        return None;
+    }
+    Some(LogSpec {
+        sample,
+        file,
+        max_size: max_size?,
+        max_files: max_files? as usize,
+        errors_per_second: eps? as u32,
+        buffer: buffer? as usize,
+    })
 }
 
 /// `admin_token_file`: one token per line, `NAME:TOKEN` (the name shows in audit lines) or a

@@ -38,6 +38,10 @@ pub struct Ctx {
     pub inflight_at_admit: u32,
     /// The learned-cost entry this request counts toward (routes with `cost_key`).
     pub learned: Option<u64>,
+    /// The W3C trace id (from the client's `traceparent`, or started by levee).
+    pub trace_id: Option<String>,
+    /// A `traceparent` levee started, to send upstream.
+    pub new_traceparent: Option<http::HeaderValue>,
 }
 
 /// Requests alive in this process (a context exists from the request head to the end of
@@ -74,6 +78,8 @@ impl Ctx {
             upstream_head_at: None,
             inflight_at_admit: 0,
             learned: None,
+            trace_id: None,
+            new_traceparent: None,
         }
     }
 

@@ -70,6 +70,46 @@ pub fn forwarded(req: &mut RequestHeader, client: Option<IpAddr>, request_id: &H
     let _ = req.insert_header(&X_REQUEST_ID, request_id.clone());
 }
 
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, ids not all
+/// zero). `tracestate` and a valid `traceparent` go upstream untouched.
+pub fn trace_id(req: &RequestHeader) -> Option<String> {
+    let v = req.headers.get(&TRACEPARENT)?.to_str().ok()?;
+    let parts: Vec<&str> = v.trim().split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    let ok = parts.len() >= 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0');
+    ok.then(|| parts[1].to_string())
+}
+
+/// Start a trace: a new `traceparent` (sampled) and its trace id.
+pub fn new_trace() -> (HeaderValue, String) {
+    let trace: u128 = rand::random::<u128>() | 1;
+    let span: u64 = rand::random::<u64>() | 1;
+    let id = format!("{trace:032x}");
+    let v = format!("00-{id}-{span:016x}-01");
+    (
+        HeaderValue::from_str(&v).expect("hex is a valid header value"),
+        id,
+    )
+}
+
+/// Send the trace levee started upstream.
+pub fn set_traceparent(req: &mut RequestHeader, v: &HeaderValue) {
+    let _ = req.insert_header(&TRACEPARENT, v.clone());
+}
+
 /// Fields that describe one connection and must not cross the proxy (RFC 9110 §7.6.1).
 /// `transfer-encoding` and `content-length` are left to Pingora, which re-frames the body.
 const HOP_BY_HOP: &[&str] = &[
@@ -182,6 +222,34 @@ mod tests {
         strip_response_hop_by_hop(&mut r);
         assert!(r.headers.get("upgrade").is_some());
         assert!(r.headers.get("connection").is_some());
+    }
+
+    #[test]
+    fn traceparent_is_validated_and_started() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        assert_eq!(trace_id(&req), None);
+        req.insert_header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .unwrap();
+        assert_eq!(
+            trace_id(&req).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            req.insert_header("traceparent", bad).unwrap();
+            assert_eq!(trace_id(&req), None, "{bad}");
+        }
+        let (v, id) = new_trace();
+        let mut up = RequestHeader::build("GET", b"/", None).unwrap();
+        set_traceparent(&mut up, &v);
+        assert_eq!(trace_id(&up), Some(id));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod ctx;
 pub mod errors;
 pub mod headers;
 
+use crate::access_log;
 use crate::config::NO_ROUTE;
 use crate::protection::{self, breaker::Transition, retry_budget, Verdict};
 use crate::reason::Reason;
@@ -123,6 +124,12 @@ impl ProxyHttp for LeveeProxy {
         let req = session.req_header();
         ctx.request_id =
             Some(headers::incoming_request_id(req).unwrap_or_else(headers::new_request_id));
+        ctx.trace_id = headers::trace_id(req);
+        if ctx.trace_id.is_none() && ctx.rt.config.start_traces {
+            let (v, id) = headers::new_trace();
+            ctx.trace_id = Some(id);
+            ctx.new_traceparent = Some(v);
+        }
 
         let found = ctx.rt.router.find(&RequestView::from_parts(
             &req.method,
@@ -303,6 +310,9 @@ impl ProxyHttp for LeveeProxy {
         if let Some(id) = &ctx.request_id {
             headers::forwarded(req, client, id);
         }
+        if let Some(tp) = &ctx.new_traceparent {
+            headers::set_traceparent(req, tp);
+        }
         Ok(())
     }
 
@@ -426,6 +436,27 @@ impl ProxyHttp for LeveeProxy {
         match &ctx.route {
             Some(r) => r.metrics.observe(status, secs),
             None => ctx.rt.unrouted.observe(status, secs),
+        }
+        if let Some(log) = self.shared.access_log.get() {
+            let req = session.req_header();
+            log.log(&access_log::Entry {
+                request_id: ctx.request_id().unwrap_or(""),
+                trace_id: ctx.trace_id.as_deref(),
+                route: ctx.route_name(),
+                pool: ctx.route.as_ref().map(|r| r.pool.name()),
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                status,
+                reason: ctx.reason.map(Reason::as_str),
+                upstream: ctx.upstream,
+                upstream_ms: ctx
+                    .upstream_head_at
+                    .zip(ctx.admitted_at)
+                    .map(|(h, a)| h.duration_since(a).as_secs_f64() * 1000.0),
+                total_ms: secs * 1000.0,
+                bytes: session.body_bytes_sent(),
+                client: client_ip(session),
+            });
         }
     }
 }
