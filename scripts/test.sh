@@ -23,3 +23,7 @@ cargo test --all-targets
 for f in conf/*.toml; do
   ./target/debug/levee check -c "$f"
 done
+# The alert rules, and their unit tests (issue #7).
+promtool check rules conf/prometheus/alerts.yml
+(cd conf/prometheus && promtool test rules alerts_test.yml)
+python3 -m json.tool conf/grafana/levee.json >/dev/null

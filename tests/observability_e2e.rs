@@ -209,10 +209,8 @@ async fn prometheus(target: SocketAddr) -> Prometheus {
     }
 }
 
-/// Instant query; the result vector.
-async fn query(p: &Prometheus, q: &str) -> Vec<Value> {
-    let enc: String = q
-        .bytes()
+fn enc(q: &str) -> String {
+    q.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
                 (b as char).to_string()
@@ -220,8 +218,27 @@ async fn query(p: &Prometheus, q: &str) -> Vec<Value> {
                 format!("%{b:02X}")
             }
         })
-        .collect();
-    match get(p.addr, &format!("/api/v1/query?query={enc}"), &[]).await {
+        .collect()
+}
+
+fn collect_exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    _ => collect_exprs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_exprs(x, out)),
+        _ => {}
+    }
+}
+
+/// Instant query; the result vector.
+async fn query(p: &Prometheus, q: &str) -> Vec<Value> {
+    match get(p.addr, &format!("/api/v1/query?query={}", enc(q)), &[]).await {
         Ok(r) => serde_json::from_slice::<Value>(&r.body)
             .ok()
             .and_then(|v| v["data"]["result"].as_array().cloned())
@@ -237,9 +254,13 @@ fn first_value(v: &[Value]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_sees_the_dashboard_series_move() {
     let o = named_origin("origin").await;
+    let dead = format!("127.0.0.1:{}", free_port());
     let levee = Levee::start(&format!(
-        "[pools.p]\nendpoints = [\"{o}\"]\nadaptive = true\n\n[[routes]]\nname = \"web\"\npool = \"p\"\n\
-         [routes.circuit_breaker]\nmin_requests = 100\n"
+        "[pools.p]\nendpoints = [\"{o}\"]\nadaptive = true\n\n[pools.dead]\nendpoints = [\"{dead}\"]\n\n\
+         [[routes]]\nname = \"limited\"\npool = \"p\"\nmatch = {{ path_prefix = \"/limited\" }}\n[routes.rate_limit]\nrps = 1\nburst = 1\n\n\
+         [[routes]]\nname = \"trial\"\npool = \"p\"\nmatch = {{ path_prefix = \"/trial\" }}\n[routes.rate_limit]\nrps = 1\nburst = 1\nshadow = true\n\n\
+         [[routes]]\nname = \"dead\"\npool = \"dead\"\nmatch = {{ path_prefix = \"/dead\" }}\n\n\
+         [[routes]]\nname = \"web\"\npool = \"p\"\n[routes.circuit_breaker]\nmin_requests = 100\n"
     ))
     .await;
     let prom = prometheus(levee.admin).await;
@@ -275,8 +296,12 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
     ] {
         assert!(!query(&prom, q).await.is_empty(), "no series for {q}");
     }
-    // And it moves: more traffic, a higher count at a later scrape.
+    // And it moves: more traffic (rejections, shadow rejections and upstream errors too, so
+    // every panel has something to rate), a higher count at a later scrape.
     flood(levee.proxy, "/", 100, 4).await;
+    flood(levee.proxy, "/limited", 20, 2).await;
+    flood(levee.proxy, "/trial", 20, 2).await;
+    flood(levee.proxy, "/dead", 5, 1).await;
     let t = Instant::now();
     let mut later = first;
     while t.elapsed() < Duration::from_secs(15) && later < first + 100.0 {
@@ -291,6 +316,43 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
         .unwrap_or(first);
     }
     assert!(later >= first + 100.0, "{first} -> {later}");
+    // Every query of the Grafana dashboard runs, and all but the cache panel (no cache yet,
+    // issue #6) return data.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/conf/grafana/levee.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    assert!(
+        exprs.len() >= 10,
+        "{} queries in the dashboard",
+        exprs.len()
+    );
+    let mut empty = Vec::new();
+    for e in &exprs {
+        let q = e
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "5m")
+            .replace("$route", ".*")
+            .replace("$pool", ".*");
+        let r = get(prom.addr, &format!("/api/v1/query?query={}", enc(&q)), &[])
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["status"], "success", "dashboard query failed: {q}\n{v}");
+        if v["data"]["result"].as_array().is_some_and(|a| a.is_empty()) && !q.contains("cache") {
+            empty.push(q);
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
+    );
     let p99 = query(
         &prom,
         r#"histogram_quantile(0.99, sum by (le) (rate(levee_request_duration_seconds_bucket{route="web"}[1m])))"#,
