@@ -7,7 +7,7 @@
 use super::bulkhead::Bulkhead;
 use crate::config::GroupSpec;
 use crate::metrics::{Metrics, PoolMetrics};
-use crate::protection::adaptive::{limit::LimitConfig, Adaptive, Sample};
+use crate::protection::adaptive::{Adaptive, Sample};
 use std::sync::Arc;
 
 pub struct Group {
@@ -26,21 +26,10 @@ impl Group {
             spec.queue_timeout,
             pm.clone(),
         );
-        let adaptive = spec.adaptive.as_ref().map(|a| {
-            let adaptive = Adaptive::new(
-                LimitConfig {
-                    min_limit: a.min_limit,
-                    max_limit: spec.max_inflight as u32,
-                    initial_limit: a.initial_limit,
-                    tolerance: a.tolerance,
-                    backoff: a.backoff,
-                    smoothing: a.smoothing,
-                },
-                a.window,
-            );
-            bulkhead.set_limit(adaptive.initial_limit());
-            adaptive
-        });
+        let adaptive = spec
+            .adaptive
+            .as_ref()
+            .map(|a| super::adaptive_for(a, spec.max_inflight, &bulkhead));
         Arc::new(Group {
             spec: spec.clone(),
             bulkhead,
@@ -50,10 +39,6 @@ impl Group {
     }
 
     pub fn observe(&self, sample: Sample) {
-        if let Some(a) = &self.adaptive {
-            if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
-                self.bulkhead.set_limit(limit);
-            }
-        }
+        super::feed(self.adaptive.as_ref(), &self.bulkhead, sample);
     }
 }

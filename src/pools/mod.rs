@@ -11,7 +11,7 @@ pub mod bulkhead;
 pub mod group;
 pub mod health;
 
-use crate::config::PoolSpec;
+use crate::config::{AdaptiveSpec, PoolSpec};
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::protection::adaptive::{limit::LimitConfig, Adaptive, Sample};
 use crate::protection::retry_budget::RetryBudget;
@@ -107,19 +107,10 @@ impl Pool {
             spec.queue_timeout,
             pm.clone(),
         );
-        let adaptive = spec.adaptive.as_ref().map(|a| {
-            let cfg = LimitConfig {
-                min_limit: a.min_limit,
-                max_limit: spec.max_inflight as u32,
-                initial_limit: a.initial_limit,
-                tolerance: a.tolerance,
-                backoff: a.backoff,
-                smoothing: a.smoothing,
-            };
-            let adaptive = Adaptive::new(cfg, a.window);
-            bulkhead.set_limit(adaptive.initial_limit());
-            adaptive
-        });
+        let adaptive = spec
+            .adaptive
+            .as_ref()
+            .map(|a| adaptive_for(a, spec.max_inflight, &bulkhead));
         Ok(Arc::new(Pool {
             bulkhead,
             adaptive,
@@ -147,11 +138,7 @@ impl Pool {
 
     /// Feed one finished request to the adaptive limit, if the pool has one.
     pub fn observe(&self, sample: Sample) {
-        if let Some(a) = &self.adaptive {
-            if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
-                self.bulkhead.set_limit(limit);
-            }
-        }
+        feed(self.adaptive.as_ref(), &self.bulkhead, sample);
     }
 
     /// Next endpoint in round-robin order that is in rotation.
@@ -166,6 +153,31 @@ impl Pool {
     /// The peer for one request to `endpoint`.
     pub fn peer(&self, endpoint: &Endpoint) -> Box<HttpPeer> {
         Box::new(endpoint.peer.clone())
+    }
+}
+
+/// The adaptive limit for a bulkhead of `max_inflight` (a pool's or a group's), starting the
+/// bulkhead at its initial limit.
+pub(crate) fn adaptive_for(a: &AdaptiveSpec, max_inflight: usize, b: &Bulkhead) -> Adaptive {
+    let cfg = LimitConfig {
+        min_limit: a.min_limit,
+        max_limit: max_inflight as u32,
+        initial_limit: a.initial_limit,
+        tolerance: a.tolerance,
+        backoff: a.backoff,
+        smoothing: a.smoothing,
+    };
+    let adaptive = Adaptive::new(cfg, a.window);
+    b.set_limit(adaptive.initial_limit());
+    adaptive
+}
+
+/// Feed a finished request to an adaptive limit and apply a new limit to its bulkhead.
+pub(crate) fn feed(adaptive: Option<&Adaptive>, b: &Bulkhead, sample: Sample) {
+    if let Some(a) = adaptive {
+        if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
+            b.set_limit(limit);
+        }
     }
 }
 
