@@ -7,6 +7,8 @@
 pub enum Reason {
     /// No route matched (404).
     NoRoute,
+    /// Ambiguous request framing (RFC 9112 §6): refused before routing (400).
+    BadRequest,
     /// The pool's bulkhead and its queue are full (503).
     Overloaded,
     /// Waited in the pool's queue for `queue.timeout` without a slot (503).
@@ -34,7 +36,7 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 8] = [
+    pub const REJECTIONS: [Reason; 9] = [
         Reason::NoRoute,
         Reason::Overloaded,
         Reason::QueueTimeout,
@@ -43,6 +45,7 @@ impl Reason {
         Reason::CircuitOpen,
         Reason::Degraded,
         Reason::SwitchedOff,
+        Reason::BadRequest,
     ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
@@ -55,6 +58,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NoRoute => "no_route",
+            Reason::BadRequest => "bad_request",
             Reason::Overloaded => "overloaded",
             Reason::QueueTimeout => "queue_timeout",
             Reason::RateLimited => "rate_limited",
@@ -72,6 +76,7 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::NoRoute => 404,
+            Reason::BadRequest => 400,
             Reason::RateLimited | Reason::ClientRateLimited => 429,
             Reason::Overloaded
             | Reason::QueueTimeout
@@ -88,7 +93,7 @@ impl Reason {
     /// of a routed request (not `no_route`, which has no route, and not upstream failures,
     /// which are the upstream's answer).
     pub fn degradable(self) -> bool {
-        self != Reason::NoRoute && self.rejection_index().is_some()
+        !matches!(self, Reason::NoRoute | Reason::BadRequest) && self.rejection_index().is_some()
     }
 
     /// Index into the per-route rejection counters, or `None` for upstream failures.

@@ -10,6 +10,7 @@
 
 mod ctx;
 pub mod errors;
+pub mod framing;
 pub mod headers;
 
 use crate::access_log;
@@ -49,6 +50,7 @@ impl LeveeProxy {
         ctx.reason = Some(a.reason);
         let detail = match a.reason {
             Reason::NoRoute => "no route matches",
+            Reason::BadRequest => "bad request framing",
             Reason::Overloaded => "pool bulkhead and queue full: request shed",
             Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
             Reason::RateLimited => "route rate limit spent",
@@ -124,6 +126,21 @@ impl ProxyHttp for LeveeProxy {
         let req = session.req_header();
         ctx.request_id =
             Some(headers::incoming_request_id(req).unwrap_or_else(headers::new_request_id));
+        // Framing first: a request two parsers could read differently goes nowhere, and its
+        // connection is closed (what follows on it cannot be trusted to be a new request).
+        if let Err(why) = framing::check(req) {
+            session.set_keepalive(None);
+            if let Some(suppressed) = self.shared.log.admit() {
+                tracing::warn!(reason = "bad_request", suppressed, "request refused: {why}");
+            }
+            self.reject(
+                session,
+                ctx,
+                Answer::new(Reason::BadRequest, NO_ROUTE, None),
+            )
+            .await;
+            return Ok(true);
+        }
         ctx.trace_id = headers::trace_id(req);
         if ctx.trace_id.is_none() && ctx.rt.config.start_traces {
             let (v, id) = headers::new_trace();

@@ -1,0 +1,95 @@
+//! Request framing (RFC 9112 §6): the first check on every request, before routing. A request
+//! that two parsers could read differently is refused with 400 and its connection closed, so
+//! nothing can be smuggled past levee's rules to the upstream: several differing
+//! Content-Lengths, a Content-Length that is not a plain number, a Transfer-Encoding other than
+//! a single `chunked` (the only coding levee, like the upstreams behind it, decodes).
+//!
+//! Pingora's parser does part of this before levee sees the request: it refuses malformed
+//! header names, obsolete line folding, differing Content-Lengths and a non-chunked final
+//! Transfer-Encoding; and when both Content-Length and Transfer-Encoding arrive it drops the
+//! Content-Length, reads the body as chunked and closes the connection after the answer
+//! (RFC 9112 §6.1), so a request hidden behind the body is never read. Control characters in
+//! the request target are percent-encoded by Pingora (a NUL arrives as `%00`), so upstreams
+//! see one unambiguous target. The checks here are the same rules again, for what Pingora
+//! lets through (`gzip, chunked`).
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use pingora_http::RequestHeader;
+
+/// Why a request's framing is refused (for the log line).
+pub fn check(req: &RequestHeader) -> Result<(), &'static str> {
+    let h = &req.headers;
+    let te: Vec<&[u8]> = h
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let mut cl = h.get_all(CONTENT_LENGTH).iter().peekable();
+    if !te.is_empty() && cl.peek().is_some() {
+        return Err("both Content-Length and Transfer-Encoding");
+    }
+    if !te.is_empty() {
+        let codings: Vec<String> = te
+            .iter()
+            .flat_map(|v| v.split(|b| *b == b','))
+            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if codings != ["chunked"] {
+            return Err("Transfer-Encoding other than a single chunked");
+        }
+    }
+    let mut length: Option<&[u8]> = None;
+    for v in cl {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err("Content-Length is not a number");
+            }
+            match length {
+                Some(l) if l != part => return Err("differing Content-Lengths"),
+                _ => length = Some(part),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn refuses_ambiguous_framing() {
+        assert!(check(&req(&[])).is_ok());
+        assert!(check(&req(&[("content-length", "5")])).is_ok());
+        assert!(check(&req(&[("content-length", "5"), ("content-length", "5")])).is_ok());
+        assert!(check(&req(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check(&req(&[("transfer-encoding", "Chunked")])).is_ok());
+        for bad in [
+            vec![("content-length", "5"), ("transfer-encoding", "chunked")],
+            vec![("content-length", "5"), ("content-length", "6")],
+            vec![("content-length", "5, 6")],
+            vec![("content-length", "-1")],
+            vec![("content-length", "0x10")],
+            vec![("content-length", "")],
+            vec![("transfer-encoding", "gzip, chunked")],
+            vec![("transfer-encoding", "chunked, gzip")],
+            vec![
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            vec![("transfer-encoding", "identity")],
+        ] {
+            assert!(check(&req(&bad)).is_err(), "{bad:?}");
+        }
+    }
+}
