@@ -91,6 +91,47 @@ pub struct ServerSpec {
     pub upgrade_sock: PathBuf,
     /// On SIGTERM (or after handing sockets over), how long in-flight requests may take.
     pub drain_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front of levee).
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address block, `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, l) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad address {a:?} in {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = if l.is_empty() {
+            max
+        } else {
+            l.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("bad prefix length {l:?} in {s:?}: expected 0 to {max}"))?
+        };
+        Ok(Cidr { addr, len })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::*;
+        let (a, b, bits) = match (self.addr, ip.to_canonical()) {
+            (V4(a), V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),
+            (V6(a), V6(b)) => (a.to_bits(), b.to_bits(), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.len);
+        self.len == 0 || (a >> shift) == (b >> shift)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

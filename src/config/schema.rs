@@ -15,6 +15,7 @@ pub struct RawServer {
     pub admin_token_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub drain_timeout: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

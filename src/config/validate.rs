@@ -407,7 +407,15 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         "server.drain_timeout",
         d,
     );
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in raw.trusted_proxies.iter().flatten().enumerate() {
+        match Cidr::parse(c) {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => d.error(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
     Some(ServerSpec {
+        trusted_proxies,
         upgrade_sock,
         drain_timeout: drain_timeout?,
         listen: listen?,

@@ -110,6 +110,34 @@ pub fn set_traceparent(req: &mut RequestHeader, v: &HeaderValue) {
     let _ = req.insert_header(&TRACEPARENT, v.clone());
 }
 
+/// The client's address for limits and logs. The TCP peer, unless the peer is a trusted
+/// proxy: then `X-Forwarded-For` is read from the right, skipping trusted proxies, and the
+/// first address that is not one is the client. What a client writes into the header itself
+/// is never believed: it is to the left of the first untrusted hop.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    req: &RequestHeader,
+    trusted: &[crate::config::Cidr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if trusted.is_empty() || !trusted.iter().any(|c| c.contains(peer)) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in req.headers.get_all(&X_FORWARDED_FOR).iter() {
+        for part in v.to_str().ok()?.split(',') {
+            hops.push(part.trim().parse().ok()?);
+        }
+    }
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|c| c.contains(**ip)))
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
 /// Fields that describe one connection and must not cross the proxy (RFC 9110 §7.6.1).
 /// `transfer-encoding` and `content-length` are left to Pingora, which re-frames the body.
 const HOP_BY_HOP: &[&str] = &[
@@ -250,6 +278,31 @@ mod tests {
         let mut up = RequestHeader::build("GET", b"/", None).unwrap();
         set_traceparent(&mut up, &v);
         assert_eq!(trace_id(&up), Some(id));
+    }
+
+    #[test]
+    fn client_address_trusts_only_configured_proxies() {
+        use crate::config::Cidr;
+        let lb: IpAddr = "10.0.0.5".parse().unwrap();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.9")
+            .unwrap();
+        // No trusted proxies: the peer, whatever the header says.
+        assert_eq!(client_address(Some(lb), &req, &[]), Some(lb));
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        // From a trusted balancer: the first untrusted hop from the right (the spoofed
+        // 6.6.6.6 the client wrote itself is left of it and ignored).
+        let want: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(client_address(Some(lb), &req, &trusted), Some(want));
+        // From an untrusted peer the header is not read.
+        let other: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_address(Some(other), &req, &trusted), Some(other));
+        // A malformed header from a trusted peer: fall back to nothing rather than guess.
+        req.insert_header("x-forwarded-for", "not-an-ip").unwrap();
+        assert_eq!(client_address(Some(lb), &req, &trusted), None);
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(lb));
     }
 
     #[test]

@@ -181,7 +181,11 @@ impl ProxyHttp for LeveeProxy {
 
         // Admission steps 2–4 (see `protection`): breaker gate, route and client limits.
         if !route.protection.is_empty() {
-            let client = client_ip(session);
+            let client = headers::client_address(
+                client_ip(session),
+                session.req_header(),
+                &ctx.rt.config.server.trusted_proxies,
+            );
             let verdict = route.protection.admit(
                 &session.req_header().headers,
                 client,
@@ -472,7 +476,11 @@ impl ProxyHttp for LeveeProxy {
                     .map(|(h, a)| h.duration_since(a).as_secs_f64() * 1000.0),
                 total_ms: secs * 1000.0,
                 bytes: session.body_bytes_sent(),
-                client: client_ip(session),
+                client: headers::client_address(
+                    client_ip(session),
+                    req,
+                    &ctx.rt.config.server.trusted_proxies,
+                ),
             });
         }
     }
