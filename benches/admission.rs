@@ -47,6 +47,7 @@ fn route(max_keys: usize, client_rps: f64) -> RouteSpec {
         shadow: false,
         degrade_under_pressure: false,
         cost_key: None,
+        max_body: None,
         rate_limit: Some(RateLimitSpec {
             rps: 1e9,
             burst: 1_000_000,

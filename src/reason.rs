@@ -9,6 +9,12 @@ pub enum Reason {
     NoRoute,
     /// Ambiguous request framing (RFC 9112 §6): refused before routing (400).
     BadRequest,
+    /// More request headers, or a larger request head, than `[server]` allows (431).
+    HeadersTooLarge,
+    /// A request line longer than `[server] max_request_line` (414).
+    UriTooLong,
+    /// A request body over the route's `max_body` (413).
+    BodyTooLarge,
     /// The pool's bulkhead and its queue are full (503).
     Overloaded,
     /// Waited in the pool's queue for `queue.timeout` without a slot (503).
@@ -36,7 +42,7 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 9] = [
+    pub const REJECTIONS: [Reason; 12] = [
         Reason::NoRoute,
         Reason::Overloaded,
         Reason::QueueTimeout,
@@ -46,6 +52,9 @@ impl Reason {
         Reason::Degraded,
         Reason::SwitchedOff,
         Reason::BadRequest,
+        Reason::HeadersTooLarge,
+        Reason::UriTooLong,
+        Reason::BodyTooLarge,
     ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
@@ -59,6 +68,9 @@ impl Reason {
         match self {
             Reason::NoRoute => "no_route",
             Reason::BadRequest => "bad_request",
+            Reason::HeadersTooLarge => "headers_too_large",
+            Reason::UriTooLong => "uri_too_long",
+            Reason::BodyTooLarge => "body_too_large",
             Reason::Overloaded => "overloaded",
             Reason::QueueTimeout => "queue_timeout",
             Reason::RateLimited => "rate_limited",
@@ -77,6 +89,9 @@ impl Reason {
         match self {
             Reason::NoRoute => 404,
             Reason::BadRequest => 400,
+            Reason::HeadersTooLarge => 431,
+            Reason::UriTooLong => 414,
+            Reason::BodyTooLarge => 413,
             Reason::RateLimited | Reason::ClientRateLimited => 429,
             Reason::Overloaded
             | Reason::QueueTimeout
@@ -93,7 +108,14 @@ impl Reason {
     /// of a routed request (not `no_route`, which has no route, and not upstream failures,
     /// which are the upstream's answer).
     pub fn degradable(self) -> bool {
-        !matches!(self, Reason::NoRoute | Reason::BadRequest) && self.rejection_index().is_some()
+        !matches!(
+            self,
+            Reason::NoRoute
+                | Reason::BadRequest
+                | Reason::HeadersTooLarge
+                | Reason::UriTooLong
+                | Reason::BodyTooLarge
+        ) && self.rejection_index().is_some()
     }
 
     /// Index into the per-route rejection counters, or `None` for upstream failures.

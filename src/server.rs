@@ -53,6 +53,12 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
         "levee proxy",
     );
     proxy.add_tcp(&server_spec.listen.to_string());
+    // Close a client connection after this many requests (nginx `keepalive_requests`).
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut opts = pingora_core::apps::HttpServerOptions::default();
+        opts.keepalive_request_limit = Some(server_spec.limits.max_requests_per_connection);
+        app.server_options = Some(opts);
+    }
 
     let mut admin = Service::new(
         "levee admin".to_string(),

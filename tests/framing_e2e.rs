@@ -114,3 +114,72 @@ async fn malformed_requests_get_a_4xx_not_a_crash() {
     assert!(seen.iter().all(|s| !s.as_bytes().contains(&0)), "{seen:?}");
     assert_eq!(seen.last().map(String::as_str), Some("GET /after"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_limits_answer_431_414_413() {
+    let (o, seen) = recording_origin().await;
+    let levee = Levee::start_full(
+        "max_request_headers = 8\nmax_request_head = \"1KiB\"\nmax_request_line = \"512B\"\nmax_body = \"1KiB\"",
+        &format!(
+            "[pools.p]\nendpoints = [\"{o}\"]\n\n\
+             [[routes]]\nname = \"upload\"\npool = \"p\"\nmax_body = \"4KiB\"\nmatch = {{ path_prefix = \"/upload\" }}\n\n\
+             [[routes]]\nname = \"web\"\npool = \"p\"\n"
+        ),
+        &[],
+    )
+    .await;
+    let p = levee.proxy;
+    let many: Vec<(String, String)> = (0..10).map(|i| (format!("x-h{i}"), "1".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = get(p, "/", &many).await.unwrap();
+    assert_eq!(
+        (r.status, r.header("x-levee-reason")),
+        (431, Some("headers_too_large"))
+    );
+    let big = "v".repeat(2000);
+    let r = get(p, "/", &[("x-big", big.as_str())]).await.unwrap();
+    assert_eq!(r.status, 431);
+    let r = get(p, &format!("/{}", "a".repeat(600)), &[]).await.unwrap();
+    assert_eq!(
+        (r.status, r.header("x-levee-reason")),
+        (414, Some("uri_too_long"))
+    );
+    // Body limits: declared length over the server default, and over the route's own.
+    let body = "b".repeat(2048);
+    let r = send(p, "POST", "/", &[], &body).await.unwrap();
+    assert_eq!(
+        (r.status, r.header("x-levee-reason")),
+        (413, Some("body_too_large"))
+    );
+    assert_eq!(
+        send(p, "POST", "/upload", &[], &body).await.unwrap().status,
+        200
+    );
+    let huge = "b".repeat(5000);
+    assert_eq!(
+        send(p, "POST", "/upload", &[], &huge).await.unwrap().status,
+        413
+    );
+    // A chunked body is counted as it streams.
+    let mut chunked =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        chunked.extend_from_slice(b"200\r\n");
+        chunked.extend_from_slice(&[b'c'; 512]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    match raw(p, &chunked).await {
+        Ok(r) => assert!(r.status == 413 || r.status >= 500, "{}", r.status),
+        Err(e) => assert!(!e.to_string().contains("timed out"), "{e}"),
+    }
+    // Requests refused on their head never reached the origin. The chunked one is cut while
+    // it streams, so the origin may have seen its head and the start of its body.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], "POST /upload", "{seen:?}");
+    assert!(
+        seen.len() <= 2 && seen[1..].iter().all(|s| s == "POST /"),
+        "{seen:?}"
+    );
+}

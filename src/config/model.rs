@@ -93,6 +93,18 @@ pub struct ServerSpec {
     pub drain_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of levee).
     pub trusted_proxies: Vec<Cidr>,
+    pub limits: EdgeLimits,
+}
+
+/// `[server]` edge limits on what clients may send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeLimits {
+    pub max_request_headers: usize,
+    pub max_request_head: u64,
+    pub max_request_line: usize,
+    /// Default for routes without `max_body`.
+    pub max_body: u64,
+    pub max_requests_per_connection: u32,
 }
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`.
@@ -230,6 +242,8 @@ pub struct RouteSpec {
     pub degrade_under_pressure: bool,
     /// Learn the cost of requests per value of this key.
     pub cost_key: Option<CostKey>,
+    /// Largest request body (bytes); `None`: `[server] max_body`.
+    pub max_body: Option<u64>,
     pub rate_limit: Option<RateLimitSpec>,
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,

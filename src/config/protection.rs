@@ -18,6 +18,7 @@ const MAX_RPS: f64 = 10_000_000.0;
 /// The protections of one route, or `None` after reporting what is wrong.
 pub(super) struct Protections {
     pub cost_key: Option<CostKey>,
+    pub max_body: Option<u64>,
     pub rate_limit: Option<RateLimitSpec>,
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,
@@ -74,8 +75,17 @@ pub(super) fn validate_protections(
             }
         }
     };
+    let max_body = match r.max_body.as_deref() {
+        None => None,
+        Some(v) => {
+            let n = super::validate::size_in(Some(v), 0, 0, 1 << 40, &p("max_body"), d);
+            ok &= n.is_some();
+            n
+        }
+    };
     ok.then_some(Protections {
         cost_key,
+        max_body,
         rate_limit,
         client_rate_limit,
         circuit_breaker,

@@ -113,6 +113,7 @@ pub(super) fn validate_routes(
                 shadow: r.shadow.unwrap_or(false),
                 degrade_under_pressure: r.degrade_under_pressure.unwrap_or(false),
                 cost_key: pr.cost_key,
+                max_body: pr.max_body,
                 rate_limit: pr.rate_limit,
                 client_rate_limit: pr.client_rate_limit,
                 circuit_breaker: pr.circuit_breaker,

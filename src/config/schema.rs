@@ -16,6 +16,11 @@ pub struct RawServer {
     pub upgrade_sock: Option<String>,
     pub drain_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub max_request_headers: Option<i64>,
+    pub max_request_head: Option<String>,
+    pub max_request_line: Option<String>,
+    pub max_body: Option<String>,
+    pub max_requests_per_connection: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +67,7 @@ pub struct RawRoute {
     pub shadow: Option<bool>,
     pub degrade_under_pressure: Option<bool>,
     pub cost_key: Option<String>,
+    pub max_body: Option<String>,
     pub rate_limit: Option<RawRateLimit>,
     pub client_rate_limit: Option<RawClientRateLimit>,
     pub circuit_breaker: Option<RawBreaker>,

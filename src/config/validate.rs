@@ -414,7 +414,57 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
             Err(e) => d.error(format!("server.trusted_proxies[{i}]"), e),
         }
     }
+    let size = |v: Option<&str>, default: u64, min: u64, max: u64, path: &str, d: &mut Diags| {
+        size_in(v, default, min, max, path, d)
+    };
+    let max_request_headers = int_in(
+        raw.max_request_headers,
+        100,
+        8,
+        256,
+        "server.max_request_headers",
+        d,
+    );
+    let max_request_head = size(
+        raw.max_request_head.as_deref(),
+        32 << 10,
+        1 << 10,
+        1 << 20,
+        "server.max_request_head",
+        d,
+    );
+    let max_request_line = size(
+        raw.max_request_line.as_deref(),
+        8 << 10,
+        256,
+        1 << 20,
+        "server.max_request_line",
+        d,
+    );
+    let max_body = size(
+        raw.max_body.as_deref(),
+        16 << 20,
+        0,
+        1 << 40,
+        "server.max_body",
+        d,
+    );
+    let max_requests = int_in(
+        raw.max_requests_per_connection,
+        1000,
+        1,
+        10_000_000,
+        "server.max_requests_per_connection",
+        d,
+    );
     Some(ServerSpec {
+        limits: EdgeLimits {
+            max_request_headers: max_request_headers? as usize,
+            max_request_head: max_request_head?,
+            max_request_line: max_request_line? as usize,
+            max_body: max_body?,
+            max_requests_per_connection: max_requests? as u32,
+        },
         trusted_proxies,
         upgrade_sock,
         drain_timeout: drain_timeout?,
@@ -456,6 +506,32 @@ pub(super) fn int_in(
         return None;
     }
     Some(v)
+}
+
+/// A size string (`"64KiB"`) in `[min, max]` bytes, `default` when absent.
+pub(super) fn size_in(
+    v: Option<&str>,
+    default: u64,
+    min: u64,
+    max: u64,
+    path: &str,
+    d: &mut Diags,
+) -> Option<u64> {
+    let Some(s) = v else { return Some(default) };
+    match super::units::parse_size(s) {
+        Ok(n) if n < min || n > max => {
+            d.error(
+                path,
+                format!("{s:?} is out of range: expected {min} to {max} bytes"),
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(e) => {
+            d.error(path, e);
+            None
+        }
+    }
 }
 
 /// A duration string in `[min, max]`, `default` when absent.

@@ -251,6 +251,7 @@ mod tests {
             shadow: false,
             degrade_under_pressure: false,
             cost_key: None,
+            max_body: None,
             // One token per hour: a spent token never comes back during the test.
             rate_limit: Some(RateLimitSpec {
                 rps: 1.0 / 3600.0,

@@ -42,6 +42,9 @@ pub struct Ctx {
     pub trace_id: Option<String>,
     /// A `traceparent` levee started, to send upstream.
     pub new_traceparent: Option<http::HeaderValue>,
+    /// The route's body limit, and the body bytes seen so far.
+    pub max_body: u64,
+    pub body_bytes: u64,
 }
 
 /// Requests alive in this process (a context exists from the request head to the end of
@@ -80,6 +83,8 @@ impl Ctx {
             learned: None,
             trace_id: None,
             new_traceparent: None,
+            max_body: u64::MAX,
+            body_bytes: 0,
         }
     }
 

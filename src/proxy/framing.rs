@@ -55,6 +55,40 @@ pub fn check(req: &RequestHeader) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Edge limits on the request head: too many headers or too large a head (431), too long a
+/// request line (414). Pingora's parser already caps a head at 256 headers and 1 MiB; these
+/// are the tighter limits an edge proxy keeps (nginx: 8 KiB lines; Envoy: 60 KiB heads).
+pub fn check_limits(
+    req: &RequestHeader,
+    l: &crate::config::EdgeLimits,
+) -> Result<(), crate::reason::Reason> {
+    use crate::reason::Reason;
+    // "METHOD SP target SP HTTP/1.1"
+    let line = req.method.as_str().len() + req.raw_path().len() + 10;
+    if line > l.max_request_line {
+        return Err(Reason::UriTooLong);
+    }
+    if req.headers.len() > l.max_request_headers {
+        return Err(Reason::HeadersTooLarge);
+    }
+    let head: usize = line
+        + req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head as u64 > l.max_request_head {
+        return Err(Reason::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// The declared body length, if any (after `check`, it is one plain number).
+pub fn content_length(req: &RequestHeader) -> Option<u64> {
+    let v = req.headers.get(CONTENT_LENGTH)?.to_str().ok()?;
+    v.split(',').next()?.trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +99,27 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn edge_limits() {
+        use crate::reason::Reason;
+        let l = crate::config::EdgeLimits {
+            max_request_headers: 3,
+            max_request_head: 200,
+            max_request_line: 40,
+            max_body: 10,
+            max_requests_per_connection: 10,
+        };
+        assert!(check_limits(&req(&[("a", "1")]), &l).is_ok());
+        let long =
+            RequestHeader::build("GET", format!("/{}", "x".repeat(40)).as_bytes(), None).unwrap();
+        assert_eq!(check_limits(&long, &l), Err(Reason::UriTooLong));
+        let many = req(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1")]);
+        assert_eq!(check_limits(&many, &l), Err(Reason::HeadersTooLarge));
+        let big = req(&[("a", &"v".repeat(300))]);
+        assert_eq!(check_limits(&big, &l), Err(Reason::HeadersTooLarge));
+        assert_eq!(content_length(&req(&[("content-length", "12")])), Some(12));
     }
 
     #[test]

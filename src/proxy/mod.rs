@@ -51,6 +51,9 @@ impl LeveeProxy {
         let detail = match a.reason {
             Reason::NoRoute => "no route matches",
             Reason::BadRequest => "bad request framing",
+            Reason::HeadersTooLarge => "request head over the edge limits",
+            Reason::UriTooLong => "request line over max_request_line",
+            Reason::BodyTooLarge => "request body over max_body",
             Reason::Overloaded => "pool bulkhead and queue full: request shed",
             Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
             Reason::RateLimited => "route rate limit spent",
@@ -141,6 +144,12 @@ impl ProxyHttp for LeveeProxy {
             .await;
             return Ok(true);
         }
+        if let Err(reason) = framing::check_limits(req, &ctx.rt.config.server.limits) {
+            session.set_keepalive(None);
+            self.reject(session, ctx, Answer::new(reason, NO_ROUTE, None))
+                .await;
+            return Ok(true);
+        }
         ctx.trace_id = headers::trace_id(req);
         if ctx.trace_id.is_none() && ctx.rt.config.start_traces {
             let (v, id) = headers::new_trace();
@@ -160,6 +169,20 @@ impl ProxyHttp for LeveeProxy {
         };
         let route = ctx.rt.routes[i].clone();
         ctx.route = Some(route.clone());
+        ctx.max_body = route
+            .spec
+            .max_body
+            .unwrap_or(ctx.rt.config.server.limits.max_body);
+        if framing::content_length(session.req_header()).is_some_and(|n| n > ctx.max_body) {
+            session.set_keepalive(None);
+            self.reject(
+                session,
+                ctx,
+                Answer::new(Reason::BodyTooLarge, &route.spec.name, None),
+            )
+            .await;
+            return Ok(true);
+        }
 
         // Step 1: the route's switch (manual or scheduled).
         let switches = &self.shared.switches;
@@ -261,6 +284,24 @@ impl ProxyHttp for LeveeProxy {
         ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
         route.pool.retries.request(protection::now_nanos());
         Ok(false)
+    }
+
+    /// Count a streamed (chunked) body against the route's `max_body`.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > ctx.max_body {
+                ctx.reason = Some(Reason::BodyTooLarge);
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body");
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
