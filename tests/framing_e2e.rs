@@ -4,31 +4,14 @@
 
 mod common;
 use common::*;
-use std::sync::{Arc, Mutex};
 
-async fn recording_origin() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let s2 = seen.clone();
-    let addr = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        handler(move |r| {
-            let s2 = s2.clone();
-            async move {
-                s2.lock()
-                    .unwrap()
-                    .push(format!("{} {}", r.method, r.target));
-                OriginResponse::new(200, "ok")
-            }
-        }),
-    )
-    .await
-    .unwrap();
-    (addr, seen)
+fn method_and_target(r: &OriginRequest) -> String {
+    format!("{} {}", r.method, r.target)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
-    let (o, seen) = recording_origin().await;
+    let (o, seen) = recording_origin(method_and_target).await;
     let levee = Levee::start(&format!(
         "[pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"web\"\npool = \"p\"\n"
     ))
@@ -82,7 +65,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_a_4xx_not_a_crash() {
-    let (o, seen) = recording_origin().await;
+    let (o, seen) = recording_origin(method_and_target).await;
     let levee = Levee::start(&format!(
         "[pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"web\"\npool = \"p\"\n"
     ))
@@ -117,7 +100,7 @@ async fn malformed_requests_get_a_4xx_not_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_limits_answer_431_414_413() {
-    let (o, seen) = recording_origin().await;
+    let (o, seen) = recording_origin(method_and_target).await;
     let levee = Levee::start_full(
         "max_request_headers = 8\nmax_request_head = \"1KiB\"\nmax_request_line = \"512B\"\nmax_body = \"1KiB\"",
         &format!(

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn flood(p: SocketAddr, path: &'static str, n: usize, clients: usize) {
@@ -113,22 +113,7 @@ async fn the_access_log_stays_within_its_bounds_under_a_flood() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_context_reaches_the_upstream() {
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let s2 = seen.clone();
-    let o = serve(
-        "127.0.0.1:0".parse().unwrap(),
-        handler(move |r| {
-            let s2 = s2.clone();
-            async move {
-                s2.lock()
-                    .unwrap()
-                    .push(r.header("traceparent").map(str::to_string));
-                OriginResponse::new(200, "ok")
-            }
-        }),
-    )
-    .await
-    .unwrap();
+    let (o, seen) = recording_origin(|r| r.header("traceparent").map(str::to_string)).await;
     let levee = Levee::start(&format!(
         "[log]\nfile = \"access.log\"\nsample = 1.0\n\n[tracing]\nstart = true\n\n\
          [pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"web\"\npool = \"p\"\n"

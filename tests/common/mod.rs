@@ -327,6 +327,24 @@ pub async fn named_origin(name: &'static str) -> SocketAddr {
     .unwrap()
 }
 
+/// An origin answering 200 "ok" that records `what` of every request it receives.
+pub async fn recording_origin<T: Send + 'static>(
+    what: fn(&OriginRequest) -> T,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<T>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<T>>> = Default::default();
+    let s2 = seen.clone();
+    let addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handler(move |r| {
+            s2.lock().unwrap().push(what(&r));
+            async { OriginResponse::new(200, "ok") }
+        }),
+    )
+    .await
+    .unwrap();
+    (addr, seen)
+}
+
 /// Value of one sample in Prometheus text, e.g. `levee_requests_total{route="a",status_class="2xx"}`.
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
