@@ -76,21 +76,23 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// zero). `tracestate` and a valid `traceparent` go upstream untouched.
 pub fn trace_id(req: &RequestHeader) -> Option<String> {
     let v = req.headers.get(&TRACEPARENT)?.to_str().ok()?;
-    let parts: Vec<&str> = v.trim().split('-').collect();
     let hex = |s: &str, n: usize| {
         s.len() == n
             && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     };
-    let ok = parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
-        && parts[1].bytes().any(|b| b != b'0')
-        && parts[2].bytes().any(|b| b != b'0');
-    ok.then(|| parts[1].to_string())
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let mut parts = v.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let ok = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && hex(span, 16)
+        && hex(flags, 2)
+        && nonzero(trace)
+        && nonzero(span);
+    ok.then(|| trace.to_string())
 }
 
 /// Start a trace: a new `traceparent` (sampled) and its trace id.

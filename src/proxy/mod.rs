@@ -46,9 +46,20 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 impl LeveeProxy {
     /// Answer a request levee rejects: metric, rate-limited log line, the route's degrade
     /// response or levee's own.
-    async fn reject(&self, session: &mut Session, ctx: &mut Ctx, mut a: Answer<'_>) {
+    async fn reject(&self, session: &mut Session, ctx: &mut Ctx, a: Answer<'_>) {
+        self.reject_because(session, ctx, a, None).await
+    }
+
+    /// `reject`, with the log line's detail given (`None`: the reason's own wording).
+    async fn reject_because(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        mut a: Answer<'_>,
+        why: Option<&str>,
+    ) {
         ctx.reason = Some(a.reason);
-        let detail = match a.reason {
+        let detail = why.unwrap_or(match a.reason {
             Reason::NoRoute => "no route matches",
             Reason::BadRequest => "bad request framing",
             Reason::HeadersTooLarge => "request head over the edge limits",
@@ -62,7 +73,7 @@ impl LeveeProxy {
             Reason::Degraded => "degraded: route switched to degrade or pool under pressure",
             Reason::SwitchedOff => "route switched off",
             _ => "rejected",
-        };
+        });
         self.note(ctx, a.reason, detail);
         a.request_id = ctx.request_id();
         a.degrade = ctx.route.as_ref().and_then(|r| r.spec.degrade.as_ref());
@@ -133,15 +144,8 @@ impl ProxyHttp for LeveeProxy {
         // connection is closed (what follows on it cannot be trusted to be a new request).
         if let Err(why) = framing::check(req) {
             session.set_keepalive(None);
-            if let Some(suppressed) = self.shared.log.admit() {
-                tracing::warn!(reason = "bad_request", suppressed, "request refused: {why}");
-            }
-            self.reject(
-                session,
-                ctx,
-                Answer::new(Reason::BadRequest, NO_ROUTE, None),
-            )
-            .await;
+            let a = Answer::new(Reason::BadRequest, NO_ROUTE, None);
+            self.reject_because(session, ctx, a, Some(why)).await;
             return Ok(true);
         }
         if let Err(reason) = framing::check_limits(req, &ctx.rt.config.server.limits) {
