@@ -136,5 +136,36 @@ fn admission(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admission);
+/// Learned cost (`cost_key`) on the request path: 50 recurring values, and a flood of
+/// one-off values (each one evicts the least frequent of the 128 tracked).
+fn learned_cost(c: &mut Criterion) {
+    let mut spec = route(16, 1e9);
+    spec.rate_limit = None;
+    spec.client_rate_limit = None;
+    spec.circuit_breaker = None;
+    spec.cost_key = Some(CostKey::Query("q".into()));
+    let p = Protection::new(&spec);
+    let headers = http::HeaderMap::new();
+    let recurring: Vec<http::Uri> = (0..50)
+        .map(|i| format!("/search?q=term{i}").parse().unwrap())
+        .collect();
+    let oneoff: Vec<http::Uri> = (0..100_000)
+        .map(|i| format!("/search?q=rare{i}").parse().unwrap())
+        .collect();
+    let mut n = 0usize;
+    c.bench_function("learned_cost/50_recurring_values", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(p.admission(&spec, &recurring[n % 50], &headers))
+        })
+    });
+    c.bench_function("learned_cost/flood_of_new_values", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(p.admission(&spec, &oneoff[n % oneoff.len()], &headers))
+        })
+    });
+}
+
+criterion_group!(benches, admission, learned_cost);
 criterion_main!(benches);
