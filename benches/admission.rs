@@ -71,6 +71,7 @@ fn route(max_keys: usize, client_rps: f64) -> RouteSpec {
             shadow: false,
         }),
         degrade: None,
+        cache: None,
     }
 }
 

@@ -168,7 +168,12 @@ fn demo(path: &Path) -> i32 {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEVEE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Pingora's cache logs each stale answer and lock timeout at warn, unbounded: levee
+        // counts those (levee_cache_lookups_total, levee_cache_coalesced_total) and logs its
+        // own lines rate-limited instead.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,pingora_proxy::proxy_cache=error")
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -26,6 +26,9 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     shadow: IntCounterVec,
     breaker: IntGaugeVec,
+    cache_lookups: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_coalesced: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub access_log_dropped: IntCounterVec,
 }
@@ -125,6 +128,21 @@ impl Metrics {
                 "Circuit breaker state per route: 0 closed, 1 open, 2 half-open.",
                 &["route"],
             ),
+            cache_lookups: counter(
+                "levee_cache_lookups_total",
+                "Requests of cached routes by what the cache did: hit, miss, stale (an expired copy served), expired (fetched again), revalidated (304 from the origin), bypass (not cacheable).",
+                &["route", "result"],
+            ),
+            cache_bytes: gauge(
+                "levee_cache_bytes",
+                "Bytes held by the route's cache budget (max_size bounds it).",
+                &["route"],
+            ),
+            cache_coalesced: counter(
+                "levee_cache_coalesced_total",
+                "Requests that waited for another request's fill of the same page instead of going to the origin.",
+                &["route"],
+            ),
             config_reloads: counter(
                 "levee_config_reloads_total",
                 "Config reloads, per result.",
@@ -160,6 +178,15 @@ impl Metrics {
             duration: self.duration.with_label_values(&[route]),
             rejections: Reason::REJECTIONS
                 .map(|r| self.rejections.with_label_values(&[route, r.as_str()])),
+        }
+    }
+
+    pub fn cache(&self, route: &str) -> crate::cache::CacheMetrics {
+        crate::cache::CacheMetrics {
+            lookups: crate::cache::Lookup::ALL
+                .map(|l| self.cache_lookups.with_label_values(&[route, l.as_str()])),
+            bytes: self.cache_bytes.with_label_values(&[route]),
+            coalesced: self.cache_coalesced.with_label_values(&[route]),
         }
     }
 

@@ -147,6 +147,7 @@ mod tests {
             body: Some(Bytes::from_static(b"<p>busy</p>")),
             content_type: "text/html".into(),
             body_file: None,
+            mode: Default::default(),
         };
         a.degrade = Some(&d);
         let (h, body) = build(&a).unwrap();

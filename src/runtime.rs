@@ -20,6 +20,8 @@ pub struct Route {
     /// Shared with the previous snapshot when a reload left this route's protections as
     /// they were, so breaker state, buckets and learned costs carry over.
     pub protection: Arc<Protection>,
+    /// `[routes.cache]`: the route's cache (its store outlives snapshots).
+    pub cache: Option<crate::cache::RouteCache>,
     /// The route as a class for the adaptive limits (a hash of its name: stable across
     /// reloads).
     pub class: u64,
@@ -125,8 +127,13 @@ impl Runtime {
                     r.name.hash(&mut h);
                     h.finish()
                 };
+                let cache = r
+                    .cache
+                    .as_ref()
+                    .map(|c| crate::cache::RouteCache::new(&r.name, c, metrics.cache(&r.name)));
                 Ok(Arc::new(Route {
                     class,
+                    cache,
                     metrics: metrics.route(&r.name, r.circuit_breaker.is_some()),
                     protection: kept.unwrap_or_else(|| Arc::new(Protection::new(r))),
                     spec: r.clone(),
@@ -135,6 +142,15 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let router = Router::new(config.routes.iter().map(|r| r.matcher.clone()).collect())?;
+        // A route whose cache is gone (route removed or cache turned off): free its pages.
+        for old in prev.iter().flat_map(|p| p.routes.iter()) {
+            let kept = routes
+                .iter()
+                .any(|r| r.spec.name == old.spec.name && r.cache.is_some());
+            if old.cache.is_some() && !kept {
+                crate::cache::retire(&old.spec.name);
+            }
+        }
         Ok(Runtime {
             config: Arc::new(config),
             router,

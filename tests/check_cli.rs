@@ -222,10 +222,10 @@ fn unknown_key_in_nested_table_hides_nothing() {
 }
 
 #[test]
-fn keys_not_supported_yet_are_refused() {
-    let f = format!("{E}/not_supported_yet.toml");
+fn unknown_keys_and_cache_mistakes_are_refused() {
+    let f = format!("{E}/unknown_keys.toml");
     let out = check(&f);
-    assert_refused(&out, &f, 4);
+    assert_refused(&out, &f, 8);
     out.has_diag(
         &format!("{f}:7:1: error: log.format"),
         &["unknown key `format`"],
@@ -238,10 +238,25 @@ fn keys_not_supported_yet_are_refused() {
         &format!("{f}:11:1: error: pools.search.adaptive"),
         &["expected true, false or a table of tuning keys, found string"],
     );
-    // `[routes.cache]`: the key starts at column 9.
     out.has_diag(
-        &format!("{f}:18:9: error: routes[0].cache"),
-        &["unknown key `cache`"],
+        &format!("{f}:23:1: error: routes[0].cache.ttl_default"),
+        &["unknown key `ttl_default`"],
+    );
+    out.has_diag(
+        &format!("{f}:19:1: error: routes[0].cache.max_size"),
+        &["unknown unit \"MB\""],
+    );
+    out.has_diag(
+        &format!("{f}:21:1: error: routes[0].cache.stale_if_error"),
+        &["bad duration \"forever\""],
+    );
+    out.has_diag(
+        &format!("{f}:22:29: error: routes[0].cache.key_headers[1]"),
+        &["listed twice"],
+    );
+    out.has_diag(
+        &format!("{f}:29:1: error: routes[1].degrade.mode"),
+        &["needs a cache on the route"],
     );
 }
 
@@ -431,7 +446,7 @@ fn protection_blocks_report_every_bad_key() {
     );
     out.has_diag(
         &format!("{f}:27:1: error: routes[0].degrade.mode"),
-        &["unknown key `mode`"],
+        &["unknown mode \"cached\": expected \"body\" or \"stale\""],
     );
 }
 

@@ -124,3 +124,57 @@ pub fn reload(shared: &Arc<Shared>) -> (u16, Value) {
     });
     (if o.ok { 200 } else { 422 }, body)
 }
+
+/// `DELETE /admin/cache?route=NAME[&path=/p/123%3Fcolor%3Dred]`: drop every stored copy of
+/// one page of a route's cache (all methods, key-header values and `Vary` variants), or the
+/// whole route's cache when `path` is left out. `path` is the path and query as clients
+/// request it, percent-encoded as a query value.
+pub fn purge(shared: &Shared, query: Option<&str>, by: &str) -> Result<Value, (u16, String)> {
+    let mut route = None;
+    let mut path = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = crate::routing::matchers::decode(v).into_owned();
+        match k {
+            "route" => route = Some(v),
+            "path" => path = Some(v),
+            _ => {
+                return Err((
+                    400,
+                    format!("unknown parameter {k:?}: expected route and path"),
+                ))
+            }
+        }
+    }
+    let route = route.ok_or((
+        400,
+        "missing route: DELETE /admin/cache?route=NAME[&path=/p/1]".to_string(),
+    ))?;
+    if let Some(p) = &path {
+        if !p.starts_with('/') {
+            return Err((
+                400,
+                format!("bad path {p:?}: expected the request path, starting with /"),
+            ));
+        }
+    }
+    let rt = shared.current.load();
+    let r = rt
+        .routes
+        .iter()
+        .find(|r| r.spec.name == route)
+        .ok_or_else(|| (404, format!("no route named {route:?}")))?;
+    let cache = r
+        .cache
+        .as_ref()
+        .ok_or_else(|| (404, format!("route {route:?} has no cache")))?;
+    let purged = cache.purge(path.as_deref());
+    tracing::warn!(
+        route,
+        path = path.as_deref().unwrap_or("(all)"),
+        purged,
+        by,
+        "audit: cache purged"
+    );
+    Ok(json!({ "route": route, "path": path, "purged": purged, "by": by }))
+}

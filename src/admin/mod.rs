@@ -107,9 +107,16 @@ impl AdminApp {
                 let (code, v) = control::reload(&self.shared);
                 json_reply(code, &v)
             }
+            (&http::Method::DELETE, None, "/admin/cache") => {
+                let q = session.req_header().uri.query().map(str::to_string);
+                match control::purge(&self.shared, q.as_deref(), &by) {
+                    Ok(v) => json_reply(200, &v),
+                    Err((code, msg)) => error_reply(code, &msg),
+                }
+            }
             _ => error_reply(
                 404,
-                "not found: PUT /admin/routes/{name}/switch or POST /admin/reload",
+                "not found: PUT /admin/routes/{name}/switch, POST /admin/reload or DELETE /admin/cache",
             ),
         }
     }
@@ -122,8 +129,11 @@ impl ServeHttp for AdminApp {
         let path = req.uri.path().to_string();
         let method = req.method.clone();
         let control_path = path == "/admin/reload"
+            || path == "/admin/cache"
             || (path.starts_with("/admin/routes/") && path.ends_with("/switch"));
-        let mutating = method == http::Method::PUT || method == http::Method::POST;
+        let mutating = method == http::Method::PUT
+            || method == http::Method::POST
+            || method == http::Method::DELETE;
         if mutating && control_path {
             return self.control(session, &method, &path).await;
         }

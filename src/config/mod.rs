@@ -3,6 +3,7 @@
 //! startup, and (later) by reload, so all three refuse exactly the same files.
 
 mod adaptive;
+mod cache;
 pub mod diag;
 mod groups;
 pub mod model;

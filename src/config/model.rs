@@ -248,6 +248,38 @@ pub struct RouteSpec {
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,
     pub degrade: Option<DegradeSpec>,
+    /// `routes.cache`: the route's own in-proxy cache.
+    pub cache: Option<CacheSpec>,
+}
+
+/// `routes.cache`: an HTTP cache (RFC 9111) with its own memory budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSpec {
+    /// Bytes of bodies and headers the route's cache may hold.
+    pub max_size: u64,
+    /// Largest single response stored (bytes).
+    pub max_object_size: u64,
+    /// Freshness for cacheable responses that carry none; `None`: such responses are not stored.
+    pub ttl: Option<Duration>,
+    /// Default serve-while-revalidating window past expiry (the response's own directive wins).
+    pub stale_while_revalidate: Duration,
+    /// Default window past expiry in which a stored copy stands in for an origin error or a
+    /// request levee sheds (the response's own directive wins).
+    pub stale_if_error: Duration,
+    /// Request headers added to the cache key (lower-case names).
+    pub key_headers: Vec<String>,
+    /// Longest a request waits for another request's fill of the same key.
+    pub lock_timeout: Duration,
+}
+
+/// `routes.degrade.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DegradeMode {
+    /// The degrade body (or levee's own JSON).
+    #[default]
+    Body,
+    /// The route's cached copy, even expired within `cache.stale_if_error`; else the body.
+    Stale,
 }
 
 /// `routes.cost_key`: what levee learns cost by.
@@ -310,6 +342,7 @@ pub struct DegradeSpec {
     pub body: Option<bytes::Bytes>,
     pub content_type: String,
     pub body_file: Option<PathBuf>,
+    pub mode: DegradeMode,
 }
 
 /// All given conditions must hold. An empty `MatchSpec` matches every request.

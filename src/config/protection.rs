@@ -23,6 +23,7 @@ pub(super) struct Protections {
     pub client_rate_limit: Option<ClientRateLimitSpec>,
     pub circuit_breaker: Option<BreakerSpec>,
     pub degrade: Option<DegradeSpec>,
+    pub cache: Option<CacheSpec>,
 }
 
 pub(super) fn validate_protections(
@@ -50,6 +51,26 @@ pub(super) fn validate_protections(
     });
     let degrade = r.degrade.as_ref().and_then(|raw| {
         let v = degrade(raw, &p("degrade"), base_dir, d);
+        ok &= v.is_some();
+        v
+    });
+    let stale_mode = degrade
+        .as_ref()
+        .is_some_and(|g| g.mode == DegradeMode::Stale);
+    if stale_mode && r.cache.is_none() {
+        d.error(
+            p("degrade.mode"),
+            "\"stale\" needs a cache on the route: add `[routes.cache]`",
+        );
+        ok = false;
+    }
+    let cache = r.cache.as_ref().and_then(|raw| {
+        let stale_default = if stale_mode {
+            super::cache::STALE_DEGRADE_DEFAULT
+        } else {
+            Duration::ZERO
+        };
+        let v = super::cache::validate_cache(raw, &p("cache"), stale_default, d);
         ok &= v.is_some();
         v
     });
@@ -90,6 +111,7 @@ pub(super) fn validate_protections(
         client_rate_limit,
         circuit_breaker,
         degrade,
+        cache,
     })
 }
 
@@ -169,7 +191,7 @@ fn client_rate_limit(
 }
 
 /// An HTTP token (header or cookie name).
-fn valid_token(s: &str) -> bool {
+pub(super) fn valid_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.bytes()
@@ -303,6 +325,17 @@ fn degrade(raw: &RawDegrade, base: &str, base_dir: &Path, d: &mut Diags) -> Opti
             }
         }
     };
+    let mode = match raw.mode.as_deref() {
+        None | Some("body") => Some(DegradeMode::Body),
+        Some("stale") => Some(DegradeMode::Stale),
+        Some(m) => {
+            d.error(
+                p("mode"),
+                format!("unknown mode {m:?}: expected \"body\" or \"stale\""),
+            );
+            None
+        }
+    };
     if raw.content_type.is_some() && raw.body_file.is_none() {
         return None;
     }
@@ -312,5 +345,6 @@ fn degrade(raw: &RawDegrade, base: &str, base_dir: &Path, d: &mut Diags) -> Opti
         body: body?,
         content_type: content_type?,
         body_file,
+        mode: mode?,
     })
 }

@@ -118,6 +118,7 @@ pub(super) fn validate_routes(
                 client_rate_limit: pr.client_rate_limit,
                 circuit_breaker: pr.circuit_breaker,
                 degrade: pr.degrade,
+                cache: pr.cache,
             });
         } else {
             ok_all = false;

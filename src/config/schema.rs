@@ -72,6 +72,19 @@ pub struct RawRoute {
     pub client_rate_limit: Option<RawClientRateLimit>,
     pub circuit_breaker: Option<RawBreaker>,
     pub degrade: Option<RawDegrade>,
+    pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_size: Option<String>,
+    pub max_object_size: Option<String>,
+    pub ttl: Option<String>,
+    pub stale_while_revalidate: Option<String>,
+    pub stale_if_error: Option<String>,
+    pub key_headers: Option<Vec<String>>,
+    pub lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +125,7 @@ pub struct RawDegrade {
     pub retry_after: Option<String>,
     pub body_file: Option<String>,
     pub content_type: Option<String>,
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

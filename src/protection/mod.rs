@@ -276,6 +276,7 @@ mod tests {
                 shadow: false,
             }),
             degrade: None,
+            cache: None,
         }
     }
 

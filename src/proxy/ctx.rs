@@ -45,6 +45,15 @@ pub struct Ctx {
     /// The route's body limit, and the body bytes seen so far.
     pub max_body: u64,
     pub body_bytes: u64,
+    /// Cached route: admission waits for `upstream_peer` (hits never take a pool slot).
+    pub deferred: bool,
+    /// Admission was refused where the cache could still answer (a stale copy in
+    /// `degrade.mode = "stale"`); `reason` says why.
+    pub refused: bool,
+    /// The fields of a 304 that revalidated a stored copy, to merge into it.
+    pub revalidated: Option<http::HeaderMap>,
+    /// The limiter's Retry-After for a refused request.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Requests alive in this process (a context exists from the request head to the end of
@@ -85,6 +94,10 @@ impl Ctx {
             new_traceparent: None,
             max_body: u64::MAX,
             body_bytes: 0,
+            deferred: false,
+            refused: false,
+            retry_after: None,
+            revalidated: None,
         }
     }
 

@@ -14,6 +14,8 @@ pub mod framing;
 pub mod headers;
 
 use crate::access_log;
+use crate::cache;
+use crate::config::DegradeMode;
 use crate::config::NO_ROUTE;
 use crate::protection::{self, breaker::Transition, retry_budget, Verdict};
 use crate::reason::Reason;
@@ -25,12 +27,48 @@ use crate::switches::SwitchState;
 use async_trait::async_trait;
 pub use ctx::{active_requests, Ctx};
 use errors::Outcome;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, CachePhase, NoCacheReason, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Admission said no: why, and when a retry can succeed (when the limiter knows).
+struct Refused {
+    reason: Reason,
+    retry_after: Option<Duration>,
+}
+
+impl From<Reason> for Refused {
+    fn from(reason: Reason) -> Self {
+        Refused {
+            reason,
+            retry_after: None,
+        }
+    }
+}
+
+/// The log wording of a levee-made answer.
+fn detail(reason: Reason) -> &'static str {
+    match reason {
+        Reason::NoRoute => "no route matches",
+        Reason::BadRequest => "bad request framing",
+        Reason::HeadersTooLarge => "request head over the edge limits",
+        Reason::UriTooLong => "request line over max_request_line",
+        Reason::BodyTooLarge => "request body over max_body",
+        Reason::Overloaded => "pool bulkhead and queue full: request shed",
+        Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
+        Reason::RateLimited => "route rate limit spent",
+        Reason::ClientRateLimited => "client rate limit spent",
+        Reason::CircuitOpen => "circuit breaker open",
+        Reason::Degraded => "degraded: route switched to degrade or pool under pressure",
+        Reason::SwitchedOff => "route switched off",
+        _ => "rejected",
+    }
+}
 
 pub struct LeveeProxy {
     pub shared: Arc<Shared>,
@@ -59,25 +97,94 @@ impl LeveeProxy {
         why: Option<&str>,
     ) {
         ctx.reason = Some(a.reason);
-        let detail = why.unwrap_or(match a.reason {
-            Reason::NoRoute => "no route matches",
-            Reason::BadRequest => "bad request framing",
-            Reason::HeadersTooLarge => "request head over the edge limits",
-            Reason::UriTooLong => "request line over max_request_line",
-            Reason::BodyTooLarge => "request body over max_body",
-            Reason::Overloaded => "pool bulkhead and queue full: request shed",
-            Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
-            Reason::RateLimited => "route rate limit spent",
-            Reason::ClientRateLimited => "client rate limit spent",
-            Reason::CircuitOpen => "circuit breaker open",
-            Reason::Degraded => "degraded: route switched to degrade or pool under pressure",
-            Reason::SwitchedOff => "route switched off",
-            _ => "rejected",
-        });
+        let detail = why.unwrap_or(detail(a.reason));
         self.note(ctx, a.reason, detail);
         a.request_id = ctx.request_id();
         a.degrade = ctx.route.as_ref().and_then(|r| r.spec.degrade.as_ref());
         respond::send(session, &a).await;
+    }
+
+    /// Admission steps 2–6 (see `protection`): breaker gate, route and client limits,
+    /// brownout, then cost units of the pool's (and its group's) bulkhead. On success the
+    /// permits are in the ctx.
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        route: &Arc<Route>,
+    ) -> Result<(), Refused> {
+        if !route.protection.is_empty() {
+            let client = headers::client_address(
+                client_ip(session),
+                session.req_header(),
+                &ctx.rt.config.server.trusted_proxies,
+            );
+            let verdict = route.protection.admit(
+                &session.req_header().headers,
+                client,
+                protection::now_nanos(),
+                |reason| self.shadowed(route, reason),
+                |t| self.transition(route, t),
+            );
+            match verdict {
+                Verdict::Admit { probe } => ctx.probe = probe,
+                Verdict::Reject {
+                    reason,
+                    retry_after,
+                } => {
+                    return Err(Refused {
+                        reason,
+                        retry_after: Some(retry_after),
+                    })
+                }
+            }
+        }
+
+        // Step 5: brownout while the pool is under pressure.
+        let (brownout, changed) = route.protection.brownout(route.pool.pressure());
+        if let (Some(on), Some(suppressed)) = (changed, changed.and(self.shared.log.admit())) {
+            tracing::warn!(
+                route = %route.spec.name,
+                pool = route.pool.name(),
+                suppressed,
+                "brownout {}: pool pressure {:.2}",
+                if on { "on" } else { "off" },
+                route.pool.pressure()
+            );
+        }
+        if brownout {
+            return Err(Refused::from(Reason::Degraded));
+        }
+
+        // Step 6: cost units of the pool's limit.
+        let req = session.req_header();
+        let (cost, priority, learned) =
+            route
+                .protection
+                .admission(&route.spec, &req.uri, &req.headers);
+        ctx.learned = learned;
+        let permit = route
+            .pool
+            .bulkhead
+            .acquire(cost, priority)
+            .await
+            .map_err(Refused::from)?;
+        // Then the same units of the shared backend, if the pool is in a group. A request
+        // shed here gives its pool slot back at once (the permit drops).
+        if let Some(group) = &route.pool.group {
+            let g = group
+                .bulkhead
+                .acquire(cost, priority)
+                .await
+                .map_err(Refused::from)?;
+            ctx.group_inflight_at_admit = group.bulkhead.inflight() as u32;
+            ctx.group_permit = Some(g);
+        }
+        ctx.permit = Some(permit);
+        ctx.admitted_at = Some(std::time::Instant::now());
+        ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
+        route.pool.retries.request(protection::now_nanos());
+        Ok(())
     }
 
     /// A shadow protection would have rejected this request: count it, log at a bounded rate.
@@ -195,9 +302,20 @@ impl ProxyHttp for LeveeProxy {
         } else {
             SwitchState::On
         };
+        let stale_mode = route
+            .spec
+            .degrade
+            .as_ref()
+            .is_some_and(|d| d.mode == DegradeMode::Stale);
         let reason = match state {
             SwitchState::On => None,
             SwitchState::Off => Some(Reason::SwitchedOff),
+            // A cached copy may still answer: decided after the cache lookup.
+            SwitchState::Degrade if stale_mode => {
+                ctx.refused = true;
+                ctx.reason = Some(Reason::Degraded);
+                None
+            }
             SwitchState::Degrade => Some(Reason::Degraded),
         };
         if let Some(reason) = reason {
@@ -206,88 +324,98 @@ impl ProxyHttp for LeveeProxy {
             return Ok(true);
         }
 
-        // Admission steps 2–4 (see `protection`): breaker gate, route and client limits.
-        if !route.protection.is_empty() {
-            let client = headers::client_address(
-                client_ip(session),
-                session.req_header(),
-                &ctx.rt.config.server.trusted_proxies,
-            );
-            let verdict = route.protection.admit(
-                &session.req_header().headers,
-                client,
-                protection::now_nanos(),
-                |reason| self.shadowed(&route, reason),
-                |t| self.transition(&route, t),
-            );
-            match verdict {
-                Verdict::Admit { probe } => ctx.probe = probe,
-                Verdict::Reject {
-                    reason,
-                    retry_after,
-                } => {
-                    let mut a = Answer::new(reason, &route.spec.name, None);
-                    a.retry_after = Some(retry_after);
-                    self.reject(session, ctx, a).await;
-                    return Ok(true);
-                }
+        // A cached route admits in `upstream_peer`: only requests the cache cannot answer
+        // reach the pool's protections.
+        if route.cache.is_some() {
+            ctx.deferred = true;
+            return Ok(false);
+        }
+        match self.admit(session, ctx, &route).await {
+            Ok(()) => Ok(false),
+            Err(refused) => {
+                let mut a = Answer::new(refused.reason, &route.spec.name, None);
+                a.retry_after = refused.retry_after;
+                self.reject(session, ctx, a).await;
+                Ok(true)
             }
         }
+    }
 
-        // Step 5: brownout while the pool is under pressure.
-        let (brownout, changed) = route.protection.brownout(route.pool.pressure());
-        if let (Some(on), Some(suppressed)) = (changed, changed.and(self.shared.log.admit())) {
-            tracing::warn!(
-                route = %route.spec.name,
-                pool = route.pool.name(),
-                suppressed,
-                "brownout {}: pool pressure {:.2}",
-                if on { "on" } else { "off" },
-                route.pool.pressure()
-            );
-        }
-        if brownout {
-            let a = Answer::new(Reason::Degraded, &route.spec.name, None);
-            self.reject(session, ctx, a).await;
-            return Ok(true);
-        }
-
-        // Step 6: cost units of the pool's limit.
-        let req = session.req_header();
-        let (cost, priority, learned) =
-            route
-                .protection
-                .admission(&route.spec, &req.uri, &req.headers);
-        ctx.learned = learned;
-        let permit = match route.pool.bulkhead.acquire(cost, priority).await {
-            Ok(permit) => permit,
-            Err(reason) => {
-                self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
-                    .await;
-                return Ok(true);
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        if let Some(cache) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
+            if pingora_cache::filters::request_cacheable(session.req_header()) {
+                cache.enable(&mut session.cache);
             }
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        match ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
+            Some(c) => Ok(cache::policy::key(&c.spec, session.req_header())),
+            None => Error::e_explain(ErrorType::InternalError, "cache key for an uncached route"),
+        }
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let Some(c) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "no cache",
+            )));
         };
-        // Then the same units of the shared backend, if the pool is in a group. A request
-        // shed here gives its pool slot back at once (the permit drops).
-        if let Some(group) = &route.pool.group {
-            match group.bulkhead.acquire(cost, priority).await {
-                Ok(g) => {
-                    ctx.group_inflight_at_admit = group.bulkhead.inflight() as u32;
-                    ctx.group_permit = Some(g);
-                }
-                Err(reason) => {
-                    drop(permit);
-                    self.reject(session, ctx, Answer::new(reason, &route.spec.name, None))
-                        .await;
-                    return Ok(true);
-                }
+        let auth = session
+            .req_header()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
+        // After a 304, Pingora hands over the stored header with only a few fields updated:
+        // levee applies all of the 304's fields (RFC 9111 §3.2).
+        match ctx.revalidated.take() {
+            Some(fresh) => {
+                // The stored header as it was (Pingora's `resp` already took some fields
+                // from the 304, the stored ETag among them).
+                let stored = session
+                    .cache
+                    .maybe_cache_meta()
+                    .map_or(resp, |m| m.response_header());
+                let merged = cache::policy::merge_304(stored, &fresh);
+                Ok(cache::policy::cacheable(&c.spec, &merged, auth))
             }
+            None => Ok(cache::policy::cacheable(&c.spec, resp, auth)),
         }
-        ctx.permit = Some(permit);
-        ctx.admitted_at = Some(std::time::Instant::now());
-        ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
-        route.pool.retries.request(protection::now_nanos());
-        Ok(false)
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::policy::variance(meta, req)
+    }
+
+    /// Whether a stored copy past its freshness may answer: while revalidating (the
+    /// response's or the route's `stale_while_revalidate` allowed it), on an origin failure
+    /// (`stale_if_error`), and, with `degrade.mode = "stale"`, instead of levee's own rejection.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        match error {
+            None => true,
+            Some(_) if ctx.refused => ctx
+                .route
+                .as_ref()
+                .and_then(|r| r.spec.degrade.as_ref())
+                .is_some_and(|d| d.mode == DegradeMode::Stale),
+            Some(e) => e.esource() == &pingora_error::ErrorSource::Upstream,
+        }
     }
 
     /// Count a streamed (chunked) body against the route's `max_body`.
@@ -308,10 +436,29 @@ impl ProxyHttp for LeveeProxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(route) = &ctx.route else {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
+        // A cached route's admission, once (this hook runs again for each retry). A refusal
+        // is an error the cache may still answer with a stale copy (`should_serve_stale`);
+        // if it does not, `fail_to_proxy` answers with the reason.
+        if ctx.deferred {
+            ctx.deferred = false;
+            let refused = match ctx.reason.filter(|_| ctx.refused) {
+                Some(reason) => Some(Refused::from(reason)),
+                None => self.admit(session, ctx, &route).await.err(),
+            };
+            if let Some(r) = refused {
+                ctx.refused = true;
+                ctx.reason = Some(r.reason);
+                ctx.retry_after = r.retry_after;
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(r.reason.status()),
+                    "admission refused",
+                );
+            }
+        }
         match route.pool.select() {
             Some(endpoint) => {
                 ctx.upstream = Some(endpoint.addr);
@@ -384,24 +531,56 @@ impl ProxyHttp for LeveeProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         ctx.upstream_head_at = Some(std::time::Instant::now());
         headers::strip_response_hop_by_hop(resp);
+        if let Some(c) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
+            let status = resp.status.as_u16();
+            if status == 304 && session.cache.phase() == CachePhase::Stale {
+                ctx.revalidated = Some(resp.headers.clone());
+            }
+            let req = session.req_header();
+            if (200..400).contains(&status) && cache::policy::invalidates(&req.method) {
+                c.invalidate(req, resp);
+            }
+        }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
             resp.insert_header(headers::REQUEST_ID, id.clone())?;
+        }
+        if ctx.route.as_ref().is_some_and(|r| r.cache.is_some()) {
+            // Meant for levee, the surrogate: not for clients.
+            resp.remove_header("surrogate-control");
+        }
+        if matches!(
+            session.cache.phase(),
+            CachePhase::Stale | CachePhase::StaleUpdating
+        ) {
+            // RFC 9111 obsoletes Warning, but clients and CDNs still read it.
+            resp.insert_header("warning", "110 - \"Response is Stale\"")?;
+            if ctx.refused {
+                // A copy stood in for levee's own rejection: say so, count it, log it.
+                let cause = ctx.reason.map_or("rejected", Reason::as_str);
+                ctx.reason = Some(Reason::Degraded);
+                resp.insert_header(respond::REASON_HEADER, Reason::Degraded.as_str())?;
+                self.note(
+                    ctx,
+                    Reason::Degraded,
+                    &format!("served a stale cached copy instead of rejecting ({cause})"),
+                );
+            }
         }
         Ok(())
     }
@@ -415,9 +594,17 @@ impl ProxyHttp for LeveeProxy {
         let code = match outcome {
             Outcome::Answer(reason) => {
                 ctx.reason = Some(reason);
-                self.note(ctx, reason, &format!("upstream failure: {e}"));
+                if ctx.refused {
+                    self.note(ctx, reason, detail(reason));
+                } else {
+                    self.note(ctx, reason, &format!("upstream failure: {e}"));
+                }
                 if !already_sent {
-                    let a = Answer::new(reason, ctx.route_name(), ctx.request_id());
+                    let mut a = Answer::new(reason, ctx.route_name(), ctx.request_id());
+                    if ctx.refused {
+                        a.retry_after = ctx.retry_after;
+                        a.degrade = ctx.route.as_ref().and_then(|r| r.spec.degrade.as_ref());
+                    }
                     respond::send(session, &a).await;
                 }
                 reason.status()
@@ -493,6 +680,9 @@ impl ProxyHttp for LeveeProxy {
             {
                 self.transition(route, t);
             }
+        }
+        if let Some(c) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
+            c.finished(&session.cache);
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if status == 0 {
