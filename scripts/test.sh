@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README): installs what the tests need, then format check, clippy,
-# the whole test suite, and `levee check` over every config in conf/.
+# the whole test suite, `levee check` over every config in conf/, and the HTTP caching suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,9 @@ command -v cmake >/dev/null || need+=(cmake)          # builds libz-ng for pingo
 command -v promtool >/dev/null || need+=(prometheus)  # promtool check metrics
 command -v chromium >/dev/null || need+=(chromium)    # the status page test
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v node >/dev/null || need+=(nodejs)          # the HTTP caching test suite
+command -v npm >/dev/null || need+=(npm)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -27,3 +30,5 @@ done
 promtool check rules conf/prometheus/alerts.yml
 (cd conf/prometheus && promtool test rules alerts_test.yml)
 python3 -m json.tool conf/grafana/levee.json >/dev/null
+# The cache-tests.fyi suite against levee's cache (issue #6): fails below its floor.
+tests/cache-tests/run.sh

@@ -245,6 +245,7 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
          [[routes]]\nname = \"limited\"\npool = \"p\"\nmatch = {{ path_prefix = \"/limited\" }}\n[routes.rate_limit]\nrps = 1\nburst = 1\n\n\
          [[routes]]\nname = \"trial\"\npool = \"p\"\nmatch = {{ path_prefix = \"/trial\" }}\n[routes.rate_limit]\nrps = 1\nburst = 1\nshadow = true\n\n\
          [[routes]]\nname = \"dead\"\npool = \"dead\"\nmatch = {{ path_prefix = \"/dead\" }}\n\n\
+         [[routes]]\nname = \"pdp\"\npool = \"p\"\nmatch = {{ path_prefix = \"/p/\" }}\n[routes.cache]\nttl = \"60s\"\n\n\
          [[routes]]\nname = \"web\"\npool = \"p\"\n[routes.circuit_breaker]\nmin_requests = 100\n"
     ))
     .await;
@@ -277,6 +278,7 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
         r#"levee_breaker_state{route="web"}"#,
         r#"levee_endpoint_up{pool="p"}"#,
         r#"levee_config_reloads_total{result="failure"}"#,
+        r#"levee_cache_bytes{route="pdp"}"#,
         r#"up{job="levee"}"#,
     ] {
         assert!(!query(&prom, q).await.is_empty(), "no series for {q}");
@@ -287,6 +289,7 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
     flood(levee.proxy, "/limited", 20, 2).await;
     flood(levee.proxy, "/trial", 20, 2).await;
     flood(levee.proxy, "/dead", 5, 1).await;
+    flood(levee.proxy, "/p/1", 20, 2).await;
     let t = Instant::now();
     let mut later = first;
     while t.elapsed() < Duration::from_secs(15) && later < first + 100.0 {
@@ -301,8 +304,7 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
         .unwrap_or(first);
     }
     assert!(later >= first + 100.0, "{first} -> {later}");
-    // Every query of the Grafana dashboard runs, and all but the cache panel (no cache yet,
-    // issue #6) return data.
+    // Every query of the Grafana dashboard runs and returns data.
     let dash: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -330,7 +332,7 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
             .unwrap();
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["status"], "success", "dashboard query failed: {q}\n{v}");
-        if v["data"]["result"].as_array().is_some_and(|a| a.is_empty()) && !q.contains("cache") {
+        if v["data"]["result"].as_array().is_some_and(|a| a.is_empty()) {
             empty.push(q);
         }
     }

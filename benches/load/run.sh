@@ -2,8 +2,9 @@
 # Load comparison: levee vs a bare Pingora proxy vs nginx, same upstream, same machine, same run.
 #
 # Measures requests/s and CPU time per request (utime+stime of the proxy process over the wrk
-# run, divided by the requests wrk counted) for three proxies:
-#   levee  - `levee run` with routing (11 routes), a bulkhead pool and metrics (always on)
+# run, divided by the requests wrk counted) for three proxies, and levee's cache-hit path:
+#   levee  - `levee run` with routing (12 routes), a bulkhead pool and metrics (always on)
+#   hit    - the same levee process, the same request under /cached/: its route cache answers
 #   bare   - examples/bare_proxy.rs: Pingora with `upstream_peer` returning a fixed peer
 #   nginx  - nginx as a plain reverse proxy (upstream keepalive, HTTP/1.1, access_log off)
 # Each proxy has one worker and is pinned to core 0 (PROXY_CPU). The upstream (nginx answering
@@ -242,6 +243,17 @@ priority = "critical"
 [routes.match]
 path_prefix = "/checkout"
 
+# The cache-hit measurement ("hit" below): the same request under /cached, answered from
+# levee's route cache after the first (the upstream sends no freshness, so ttl applies).
+[[routes]]
+name = "cached"
+pool = "bench"
+[routes.match]
+path_prefix = "/cached/"
+[routes.cache]
+max_size = "16MiB"
+ttl = "1h"
+
 [[routes]]
 name = "admin"
 pool = "bench"
@@ -353,12 +365,14 @@ taskset -c "$PROXY_CPU" nginx -p "$TMP/px" -e "$TMP/px/error.log" -c "$TMP/px/ng
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 
-declare -A PID_OF=([levee]=$LEVEE_PID [bare]=$BARE_PID [nginx]=$NGINX_PID)
-declare -A PORT_OF=([levee]=$LEVEE_PORT [bare]=$BARE_PORT [nginx]=$NGINX_PORT)
-PROXIES=(levee bare nginx)
+# "hit": levee again, on a path its route cache answers (no upstream request, no pool slot).
+declare -A PID_OF=([levee]=$LEVEE_PID [hit]=$LEVEE_PID [bare]=$BARE_PID [nginx]=$NGINX_PID)
+declare -A PORT_OF=([levee]=$LEVEE_PORT [hit]=$LEVEE_PORT [bare]=$BARE_PORT [nginx]=$NGINX_PORT)
+declare -A PATH_OF=([levee]=$REQ_PATH [hit]=/cached$REQ_PATH [bare]=$REQ_PATH [nginx]=$REQ_PATH)
+PROXIES=(levee hit bare nginx)
 
 for p in "${PROXIES[@]}"; do
-    wait_ok "http://127.0.0.1:${PORT_OF[$p]}$REQ_PATH" "$p"
+    wait_ok "http://127.0.0.1:${PORT_OF[$p]}${PATH_OF[$p]}" "$p"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +394,7 @@ CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 if ((WARMUP > 0)); then
     for p in "${PROXIES[@]}"; do
         taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" \
-            "http://127.0.0.1:${PORT_OF[$p]}$REQ_PATH" >"$OUT/warmup-$p.txt" 2>&1
+            "http://127.0.0.1:${PORT_OF[$p]}${PATH_OF[$p]}" >"$OUT/warmup-$p.txt" 2>&1
     done
 fi
 
@@ -405,7 +419,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         read -r cb0 cs0 cst0 ct0 < <(cpu_ticks "$PROXY_CPU")
         read -r u0 s0 < <(proc_ticks "$pid")
         taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" \
-            "http://127.0.0.1:${PORT_OF[$p]}$REQ_PATH" >"$raw" 2>&1
+            "http://127.0.0.1:${PORT_OF[$p]}${PATH_OF[$p]}" >"$raw" 2>&1
         read -r u1 s1 < <(proc_ticks "$pid")
         read -r cb1 cs1 cst1 ct1 < <(cpu_ticks "$PROXY_CPU")
         # how busy the proxy's core was, and how much of that was not the proxy (noise)
@@ -459,8 +473,8 @@ NR == 1 { next }
     others = others (others == "" ? "" : " ") $13 "%"
 }
 END {
-    split("levee bare nginx", order, " ")
-    for (k = 1; k <= 3; k++) {
+    split("levee hit bare nginx", order, " ")
+    for (k = 1; k <= 4; k++) {
         p = order[k]
         for (i = 1; i <= n[p]; i++) { a[i] = rps[p, i]; b[i] = us[p, i]; c[i] = uu[p, i]; d[i] = su[p, i] }
         mrps[p] = median(a, n[p]); mus[p] = median(b, n[p]); muu[p] = median(c, n[p]); msu[p] = median(d, n[p])
@@ -468,9 +482,10 @@ END {
     print "| proxy | req/s (median) | CPU µs/request (median) | user / sys µs (medians) | req/s per round | CPU µs/request per round |"
     print "|---|---:|---:|---:|---|---|"
     name["levee"] = "levee (routing + bulkhead + metrics)"
+    name["hit"] = "levee, cache hit (route cache, no upstream)"
     name["bare"] = "bare Pingora (examples/bare_proxy.rs)"
     name["nginx"] = "nginx (plain proxy_pass)"
-    for (k = 1; k <= 3; k++) {
+    for (k = 1; k <= 4; k++) {
         p = order[k]
         printf "| %s | %.0f | %.2f | %.2f / %.2f | %s | %s |\n", name[p], mrps[p], mus[p], muu[p], msu[p], rounds_rps[p], rounds_us[p]
     }
@@ -481,6 +496,7 @@ END {
     printf "| levee / bare Pingora | %.3fx | ≤ 1.15x: %s |\n", r1, (r1 <= 1.15 ? "met" : "NOT met")
     printf "| bare Pingora / nginx | %.3fx | (reference) |\n", mus["bare"] / mus["nginx"]
     printf "| levee / nginx | %.3fx | (reference) |\n", mus["levee"] / mus["nginx"]
+    printf "| levee cache hit / levee proxied | %.3fx | (reference) |\n", mus["hit"] / mus["levee"]
     print ""
     printf "1-minute load average before each run: %s  \n", loads
     printf "Busy time on the proxy core not spent in the proxy, per run: %s\n", others

@@ -1,7 +1,8 @@
-//! Mutating admin calls (DESIGN.md §2): `PUT /admin/routes/{name}/switch` and
-//! `POST /admin/reload`. Both need `Authorization: Bearer TOKEN` whenever `admin_token_file`
-//! is configured (levee refuses a non-loopback `admin_listen` without one). Every switch
-//! change is logged as an audit line: who (the token's name), what, why, until when.
+//! Mutating admin calls (DESIGN.md §2): `PUT /admin/routes/{name}/switch`,
+//! `POST /admin/reload`, and levee's addition `DELETE /admin/cache` (purge). All need
+//! `Authorization: Bearer TOKEN` whenever `admin_token_file` is configured (levee refuses a
+//! non-loopback `admin_listen` without one). Every switch change and purge is logged as an
+//! audit line: who (the token's name), what, why, until when.
 
 use crate::runtime::Shared;
 use crate::switches::{Switch, SwitchState};

@@ -114,7 +114,8 @@ pub fn banner(listen: SocketAddr, admin: SocketAddr) -> String {
         "levee demo: simulated shop backends on 127.0.0.1:18081-18084, levee on http://{listen}
 
 Try:
-  curl -i http://{listen}/p/123                          # product page -> pdp pool
+  curl -i http://{listen}/p/123                          # product page -> pdp pool (cached 5 s: see Age)
+  curl -i -X DELETE 'http://{admin}/admin/cache?route=pdp&path=/p/123'  # purge that page
   curl -i 'http://{listen}/search?q=socks'               # narrow search -> search pool
   curl -i 'http://{listen}/search?q=women%27s+clothing'  # broad search (route search-broad)
   curl -i -X POST http://{listen}/checkout               # checkout pool (critical)
