@@ -337,3 +337,100 @@ async fn degrade_mode_stale_answers_rejections_with_the_cached_copy() {
     );
     assert_eq!(levee.rejections("pdp", "degraded").await, Some(2.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_shed_at_the_bulkhead_gets_the_stale_copy() {
+    // /p/slow holds the pool's only slot for a while; /p/1 expires after a second.
+    let addr = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handler(|r| async move {
+            if r.path() == "/p/slow" {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                OriginResponse::new(200, "slow").header("cache-control", "no-store")
+            } else {
+                OriginResponse::new(200, "page one").header("cache-control", "max-age=1")
+            }
+        }),
+    )
+    .await
+    .unwrap();
+    let levee = Levee::start(&format!(
+        "[pools.pdp]\nendpoints = [\"{addr}\"]\nmax_inflight = 1\nqueue = {{ max = 1, timeout = \"50ms\" }}\n\n\
+         [[routes]]\nname = \"pdp\"\npool = \"pdp\"\nmatch = {{ path_prefix = \"/p/\" }}\n\
+         [routes.degrade]\nmode = \"stale\"\n[routes.cache]\nmax_size = \"1MiB\"\n"
+    ))
+    .await;
+    assert_eq!(
+        get(levee.proxy, "/p/1", &[]).await.unwrap().text(),
+        "page one"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await; // expired
+    let proxy = levee.proxy;
+    let slow = tokio::spawn(async move { get(proxy, "/p/slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await; // the slot is taken
+    let r = get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "page one"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("x-levee-reason"), Some("degraded"));
+    // An uncached page shed the same way gets the degrade answer, with the cause.
+    let r = get(levee.proxy, "/p/2", &[]).await.unwrap();
+    assert_eq!(
+        (r.status, r.header("x-levee-reason")),
+        (503, Some("queue_timeout"))
+    );
+    assert_eq!(slow.await.unwrap().unwrap().text(), "slow");
+    let st = levee.status().await;
+    let cache = &st["routes"][0]["cache"];
+    assert_eq!(cache["lookups"]["stale"], 1, "{st:#}");
+    assert!(cache["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(st["routes"][0]["degrade"]["mode"], "stale");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_pages_and_dropping_the_cache_frees_them() {
+    let (origin, count) = counting_origin(max_age_60, Duration::ZERO).await;
+    let levee = Levee::start(&cached_route(origin, "max_size = \"1MiB\"", "")).await;
+    get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // A new budget and window: same store, pages kept.
+    levee.rewrite(&cached_route(
+        origin,
+        "max_size = \"2MiB\"\nstale_if_error = \"1m\"",
+        "",
+    ));
+    let r = send(levee.admin, "POST", "/admin/reload", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "still cached after the reload"
+    );
+    // The cache taken off the route: its pages go, requests reach the origin.
+    levee.rewrite(&format!(
+        "[pools.pdp]\nendpoints = [\"{origin}\"]\n\n\
+         [[routes]]\nname = \"pdp\"\npool = \"pdp\"\nmatch = {{ path_prefix = \"/p/\" }}\n"
+    ));
+    let r = send(levee.admin, "POST", "/admin/reload", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    // And back on: an empty cache (the old pages were freed, not revived).
+    levee.rewrite(&cached_route(origin, "max_size = \"1MiB\"", ""));
+    let r = send(levee.admin, "POST", "/admin/reload", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    get(levee.proxy, "/p/1", &[]).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}

@@ -69,7 +69,25 @@ pub fn status(shared: &Shared) -> Value {
                 "degrade": r.spec.degrade.as_ref().map(|d| json!({
                     "status": d.status,
                     "body_file": d.body_file.as_ref().map(|p| p.display().to_string()),
+                    "mode": match d.mode {
+                        crate::config::DegradeMode::Body => "body",
+                        crate::config::DegradeMode::Stale => "stale",
+                    },
                 })),
+                "cache": r.cache.as_ref().map(|c| {
+                    use pingora_cache::eviction::EvictionManager;
+                    let lookups: serde_json::Map<String, Value> = crate::cache::Lookup::ALL
+                        .iter()
+                        .map(|l| (l.as_str().to_string(), json!(c.metrics.lookups[*l as usize].get())))
+                        .collect();
+                    json!({
+                        "max_size": c.spec.max_size,
+                        "bytes": c.store.budget.total_size(),
+                        "entries": c.store.budget.total_items(),
+                        "evicted": c.store.budget.evicted_items(),
+                        "lookups": lookups,
+                    })
+                }),
             })
         })
         .collect();
