@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod metrics;
 pub mod pools;
 pub mod protection;

@@ -29,6 +29,8 @@ pub struct Metrics {
     cache_lookups: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_coalesced: IntCounterVec,
+    client_connections: IntGauge,
+    connection_rejections: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub access_log_dropped: IntCounterVec,
 }
@@ -143,6 +145,19 @@ impl Metrics {
                 "Requests that waited for another request's fill of the same page instead of going to the origin.",
                 &["route"],
             ),
+            client_connections: {
+                let g = must(IntGauge::new(
+                    "levee_client_connections",
+                    "Client connections open on the proxy listener (max_connections bounds it).",
+                ));
+                must(registry.register(Box::new(g.clone())));
+                g
+            },
+            connection_rejections: counter(
+                "levee_connection_rejections_total",
+                "Client connections levee closed at the edge: over max_connections (answered 503 too_many_connections), or no full request head within request_head_timeout.",
+                &["reason"],
+            ),
             config_reloads: counter(
                 "levee_config_reloads_total",
                 "Config reloads, per result.",
@@ -188,6 +203,18 @@ impl Metrics {
             bytes: self.cache_bytes.with_label_values(&[route]),
             coalesced: self.cache_coalesced.with_label_values(&[route]),
         }
+    }
+
+    /// `levee_client_connections`, and the connection rejection counters
+    /// (`too_many_connections`, `head_timeout`).
+    pub fn edge(&self) -> (IntGauge, IntCounter, IntCounter) {
+        (
+            self.client_connections.clone(),
+            self.connection_rejections
+                .with_label_values(&["too_many_connections"]),
+            self.connection_rejections
+                .with_label_values(&["head_timeout"]),
+        )
     }
 
     pub fn pool(&self, pool: &str) -> PoolMetrics {

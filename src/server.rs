@@ -45,20 +45,34 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    let mut app = pingora_proxy::http_proxy(
         &server.configuration,
         LeveeProxy {
             shared: shared.clone(),
         },
-        "levee proxy",
+    );
+    // Close a client connection after this many requests (nginx `keepalive_requests`).
+    let mut opts = pingora_core::apps::HttpServerOptions::default();
+    opts.keepalive_request_limit = Some(server_spec.limits.max_requests_per_connection);
+    app.server_options = Some(opts);
+    // The connection cap and the request-head deadline sit in front of the proxy (`edge`).
+    let limits_of = shared.clone();
+    let edge = crate::edge::Edge::new(
+        move || {
+            let l = &limits_of.current.load().config.server.limits;
+            (l.max_connections, l.request_head_timeout)
+        },
+        &shared.metrics,
+        Arc::new(crate::ratelog::RateLog::new(20)),
+    );
+    let mut proxy = Service::new(
+        "levee proxy".to_string(),
+        crate::edge::EdgeApp {
+            inner: Arc::new(app),
+            edge,
+        },
     );
     proxy.add_tcp(&server_spec.listen.to_string());
-    // Close a client connection after this many requests (nginx `keepalive_requests`).
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut opts = pingora_core::apps::HttpServerOptions::default();
-        opts.keepalive_request_limit = Some(server_spec.limits.max_requests_per_connection);
-        app.server_options = Some(opts);
-    }
 
     let mut admin = Service::new(
         "levee admin".to_string(),

@@ -105,6 +105,15 @@ pub struct EdgeLimits {
     /// Default for routes without `max_body`.
     pub max_body: u64,
     pub max_requests_per_connection: u32,
+    /// Open client connections beyond which new ones are refused at once (`edge`).
+    pub max_connections: usize,
+    /// A request head must arrive in full within this (from accept, or from its first byte
+    /// on a kept-alive connection): slowloris.
+    pub request_head_timeout: Duration,
+    /// Longest silence while reading a request body (a floor on the body's rate).
+    pub body_read_timeout: Duration,
+    /// How long an idle kept-alive client connection stays open.
+    pub keepalive_timeout: Duration,
 }
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`.

@@ -21,6 +21,10 @@ pub struct RawServer {
     pub max_request_line: Option<String>,
     pub max_body: Option<String>,
     pub max_requests_per_connection: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub request_head_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,25 +19,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "bad duration {s:?}: expected a number before the unit"
         ));
     }
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: {num:?} is not a number"))?;
-    let secs_per_unit = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
+    // Exact arithmetic in nanoseconds (a float would turn "10353245992ms" into
+    // 10353245.992000001 s): the integer part, then the fraction (digits past 18 ignored).
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() || frac.contains('.') {
+        return Err(format!("bad duration {s:?}: {num:?} is not a number"));
+    }
+    let ns_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => {
             return Err(format!(
                 "bad duration {s:?}: unknown unit {unit:?} (use ms, s, m or h)"
             ))
         }
     };
-    let secs = n * secs_per_unit;
-    if !secs.is_finite() || secs > 365.0 * 24.0 * 3600.0 {
-        return Err(format!("bad duration {s:?}: too large"));
+    let too_large = || format!("bad duration {s:?}: too large");
+    let whole: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| too_large())?
+    };
+    let frac = &frac[..frac.len().min(18)];
+    let frac_ns: u128 = if frac.is_empty() {
+        0
+    } else {
+        let digits: u128 = frac.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        digits * ns_per_unit / 10u128.pow(frac.len() as u32)
+    };
+    let total = whole
+        .checked_mul(ns_per_unit)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or_else(too_large)?;
+    if total > 365 * 24 * 3600 * 1_000_000_000 {
+        return Err(too_large());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_nanos(total as u64))
 }
 
 /// Parse a byte size: an integer followed by `B`, `KiB`, `MiB` or `GiB` (binary units only,

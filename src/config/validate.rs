@@ -457,8 +457,55 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         "server.max_requests_per_connection",
         d,
     );
+    let max_connections = int_in(
+        raw.max_connections,
+        50_000,
+        1,
+        10_000_000,
+        "server.max_connections",
+        d,
+    );
+    let secs =
+        |v: Option<&str>, default: u64, min: Duration, max: u64, path: &str, d: &mut Diags| {
+            duration_in(
+                v,
+                Duration::from_secs(default),
+                min,
+                Duration::from_secs(max),
+                path,
+                d,
+            )
+        };
+    let head_timeout = secs(
+        raw.request_head_timeout.as_deref(),
+        10,
+        Duration::from_millis(100),
+        300,
+        "server.request_head_timeout",
+        d,
+    );
+    let body_timeout = secs(
+        raw.body_read_timeout.as_deref(),
+        30,
+        Duration::from_millis(100),
+        3600,
+        "server.body_read_timeout",
+        d,
+    );
+    let keepalive = secs(
+        raw.keepalive_timeout.as_deref(),
+        60,
+        Duration::from_secs(1),
+        3600,
+        "server.keepalive_timeout",
+        d,
+    );
     Some(ServerSpec {
         limits: EdgeLimits {
+            max_connections: max_connections? as usize,
+            request_head_timeout: head_timeout?,
+            body_read_timeout: body_timeout?,
+            keepalive_timeout: keepalive?,
             max_request_headers: max_request_headers? as usize,
             max_request_head: max_request_head?,
             max_request_line: max_request_line? as usize,

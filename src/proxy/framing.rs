@@ -110,6 +110,10 @@ mod tests {
             max_request_line: 40,
             max_body: 10,
             max_requests_per_connection: 10,
+            max_connections: 10,
+            request_head_timeout: std::time::Duration::from_secs(1),
+            body_read_timeout: std::time::Duration::from_secs(1),
+            keepalive_timeout: std::time::Duration::from_secs(1),
         };
         assert!(check_limits(&req(&[("a", "1")]), &l).is_ok());
         let long =

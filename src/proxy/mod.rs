@@ -244,6 +244,11 @@ impl ProxyHttp for LeveeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Idle kept-alive connections close after `keepalive_timeout` (Pingora's default is
+        // never); a request body may not fall silent longer than `body_read_timeout`.
+        let limits = &ctx.rt.config.server.limits;
+        session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(limits.body_read_timeout));
         let req = session.req_header();
         ctx.request_id =
             Some(headers::incoming_request_id(req).unwrap_or_else(headers::new_request_id));
