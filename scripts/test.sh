@@ -32,3 +32,24 @@ promtool check rules conf/prometheus/alerts.yml
 python3 -m json.tool conf/grafana/levee.json >/dev/null
 # The cache-tests.fyi suite against levee's cache (issue #6): fails below its floor.
 tests/cache-tests/run.sh
+# Fuzzing (issue #8): each cargo-fuzz target for FUZZ_SECONDS, when a nightly toolchain is
+# here (cargo-fuzz itself is installed on first use). A crash fails the run; its input is left
+# in fuzz/artifacts/. FUZZ_SECONDS=0 skips.
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+if [ "$FUZZ_SECONDS" -gt 0 ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+  mkdir -p fuzz/corpus/config fuzz/corpus/route fuzz/corpus/query
+  for t in config route query; do
+    seeds=()
+    [ "$t" = config ] && seeds=(conf tests/fixtures/errors)
+    echo "fuzz: $t for ${FUZZ_SECONDS}s"
+    cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units)|ERROR|panicked' || true
+    if [ -n "$(ls fuzz/artifacts/$t 2>/dev/null)" ]; then
+      echo "fuzz: $t found a crash: fuzz/artifacts/$t" >&2
+      exit 1
+    fi
+  done
+else
+  echo "fuzz: skipped (no nightly toolchain, or FUZZ_SECONDS=0)"
+fi

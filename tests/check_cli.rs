@@ -260,6 +260,15 @@ fn unknown_keys_and_cache_mistakes_are_refused() {
     );
 }
 
+/// Found by `cargo fuzz run config`: this file made toml_edit 0.23 panic inside `levee check`.
+#[test]
+fn a_file_that_crashed_the_toml_parser_is_refused_cleanly() {
+    let f = format!("{E}/fuzz_toml_edit_panic.toml");
+    let out = check(&f);
+    assert_refused(&out, &f, 1);
+    out.has_line(&format!("{f}:1:2: error: extra `=`, expected nothing"));
+}
+
 #[test]
 fn syntax_error_has_line_and_column() {
     let f = format!("{E}/syntax_error.toml");

@@ -50,7 +50,11 @@ impl<'a> Diags<'a> {
     pub fn new(src: &'a str) -> Self {
         Diags {
             items: Vec::new(),
-            spans: toml_edit::Document::parse(src).ok(),
+            // Spans only place messages; a parser panic on odd input (cargo-fuzz found one
+            // in toml_edit 0.23) must cost the line numbers, never the process.
+            spans: std::panic::catch_unwind(|| toml_edit::Document::parse(src).ok())
+                .ok()
+                .flatten(),
             src,
         }
     }
