@@ -21,8 +21,11 @@ enum Fault {
     EndlessBody,
     /// A head, then one body byte a second.
     SlowBody,
-    /// A 200 with 200 KiB of headers.
+    /// A 200 with 200 KiB of headers (over Pingora's 256 fields).
     HugeHeaders,
+    /// A 200 with 90 KiB of headers in 90 fields: Pingora parses it, levee's
+    /// `max_response_head` (64 KiB) refuses it.
+    BigHeaders,
     /// Accepts, reads, never answers.
     Silent,
 }
@@ -81,6 +84,16 @@ async fn misbehaving(f: Fault) -> SocketAddr {
                         r.extend_from_slice(b"Content-Length: 0\r\n\r\n");
                         s.write_all(&r).await
                     }
+                    Fault::BigHeaders => {
+                        let mut r = b"HTTP/1.1 200 OK\r\n".to_vec();
+                        for i in 0..90 {
+                            r.extend_from_slice(
+                                format!("X-Big-{i}: {}\r\n", "v".repeat(1000)).as_bytes(),
+                            );
+                        }
+                        r.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
+                        s.write_all(&r).await
+                    }
                     Fault::Silent => {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         Ok(())
@@ -104,6 +117,7 @@ async fn misbehaving_origins_get_clean_answers_and_leak_nothing() {
         Fault::EndlessBody,
         Fault::SlowBody,
         Fault::HugeHeaders,
+        Fault::BigHeaders,
         Fault::Silent,
     ];
     for (i, f) in faults.iter().enumerate() {
@@ -148,7 +162,7 @@ async fn misbehaving_origins_get_clean_answers_and_leak_nothing() {
         };
         eprintln!("{f:?}: {outcome} after {took:?}");
         match f {
-            Fault::ResetBeforeHeaders | Fault::Garbage | Fault::HugeHeaders => {
+            Fault::ResetBeforeHeaders | Fault::Garbage | Fault::HugeHeaders | Fault::BigHeaders => {
                 let resp = r.unwrap().unwrap();
                 assert_eq!(resp.status, 502, "{f:?}");
                 assert!(

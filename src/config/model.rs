@@ -114,6 +114,9 @@ pub struct EdgeLimits {
     pub body_read_timeout: Duration,
     /// How long an idle kept-alive client connection stays open.
     pub keepalive_timeout: Duration,
+    /// Largest upstream response head levee passes on (fields and bytes); larger is a 502.
+    pub max_response_headers: usize,
+    pub max_response_head: u64,
 }
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`.

@@ -25,6 +25,8 @@ pub struct RawServer {
     pub request_head_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
+    pub max_response_headers: Option<i64>,
+    pub max_response_head: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

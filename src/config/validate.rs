@@ -500,8 +500,26 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         "server.keepalive_timeout",
         d,
     );
+    let max_response_headers = int_in(
+        raw.max_response_headers,
+        100,
+        8,
+        256,
+        "server.max_response_headers",
+        d,
+    );
+    let max_response_head = size(
+        raw.max_response_head.as_deref(),
+        64 << 10,
+        1 << 10,
+        1 << 20,
+        "server.max_response_head",
+        d,
+    );
     Some(ServerSpec {
         limits: EdgeLimits {
+            max_response_headers: max_response_headers? as usize,
+            max_response_head: max_response_head?,
             max_connections: max_connections? as usize,
             request_head_timeout: head_timeout?,
             body_read_timeout: body_timeout?,

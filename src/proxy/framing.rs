@@ -13,8 +13,9 @@
 //! see one unambiguous target. The checks here are the same rules again, for what Pingora
 //! lets through (`gzip, chunked`).
 
+use crate::config::EdgeLimits;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Why a request's framing is refused (for the log line).
 pub fn check(req: &RequestHeader) -> Result<(), &'static str> {
@@ -89,6 +90,23 @@ pub fn content_length(req: &RequestHeader) -> Option<u64> {
     v.split(',').next()?.trim().parse().ok()
 }
 
+/// An upstream response head over `[server] max_response_headers` / `max_response_head`:
+/// what it broke, for the log line. (Pingora's own parser stops at 256 fields or 1 MiB.)
+pub fn check_response(resp: &ResponseHeader, l: &EdgeLimits) -> Result<(), &'static str> {
+    if resp.headers.len() > l.max_response_headers {
+        return Err("upstream response has more header fields than max_response_headers");
+    }
+    let size: usize = resp
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size as u64 > l.max_response_head {
+        return Err("upstream response head is larger than max_response_head");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,8 +132,20 @@ mod tests {
             request_head_timeout: std::time::Duration::from_secs(1),
             body_read_timeout: std::time::Duration::from_secs(1),
             keepalive_timeout: std::time::Duration::from_secs(1),
+            max_response_headers: 2,
+            max_response_head: 100,
         };
         assert!(check_limits(&req(&[("a", "1")]), &l).is_ok());
+        let mut ok = ResponseHeader::build(200, None).unwrap();
+        ok.insert_header("a", "1").unwrap();
+        assert!(check_response(&ok, &l).is_ok());
+        let mut many = ok.clone();
+        many.insert_header("b", "2").unwrap();
+        many.insert_header("c", "3").unwrap();
+        assert!(check_response(&many, &l).is_err());
+        let mut big = ResponseHeader::build(200, None).unwrap();
+        big.insert_header("a", "x".repeat(100)).unwrap();
+        assert!(check_response(&big, &l).is_err());
         let long =
             RequestHeader::build("GET", format!("/{}", "x".repeat(40)).as_bytes(), None).unwrap();
         assert_eq!(check_limits(&long, &l), Err(Reason::UriTooLong));

@@ -542,6 +542,11 @@ impl ProxyHttp for LeveeProxy {
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         ctx.upstream_head_at = Some(std::time::Instant::now());
+        if let Err(why) = framing::check_response(resp, &ctx.rt.config.server.limits) {
+            // Not passed on (nor cached): a 502, and the failure counts for the breaker.
+            ctx.reason = Some(Reason::UpstreamError);
+            return Error::e_explain(ErrorType::HTTPStatus(502), why);
+        }
         headers::strip_response_hop_by_hop(resp);
         if let Some(c) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
             let status = resp.status.as_u16();
