@@ -173,6 +173,8 @@ pub struct PoolSpec {
     pub adaptive: Option<AdaptiveSpec>,
     /// The `[groups.NAME]` this pool's backend belongs to.
     pub group: Option<String>,
+    /// An endpoint back in rotation gets a share of requests that grows over this window.
+    pub slow_start: Duration,
 }
 
 /// `[pools.NAME] adaptive`: tuning of the adaptive limit.

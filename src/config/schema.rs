@@ -41,6 +41,7 @@ pub struct RawPool {
     /// `true`/`false` or a table of tuning keys: checked in `adaptive.rs`.
     pub adaptive: Option<toml::Value>,
     pub group: Option<String>,
+    pub slow_start: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -713,6 +713,14 @@ fn validate_pool(name: &str, raw: &RawPool, d: &mut Diags) -> Option<PoolSpec> {
     };
 
     let adaptive = validate_adaptive(raw.adaptive.as_ref(), max_inflight, &p("adaptive"), d);
+    let slow_start = duration_in(
+        raw.slow_start.as_deref(),
+        Duration::from_secs(10),
+        Duration::ZERO,
+        Duration::from_secs(600),
+        &p("slow_start"),
+        d,
+    );
 
     if !name_ok || endpoints.len() != raw.endpoints.as_ref().map_or(usize::MAX, |e| e.len()) {
         return None;
@@ -728,6 +736,7 @@ fn validate_pool(name: &str, raw: &RawPool, d: &mut Diags) -> Option<PoolSpec> {
         health_check: health_check?,
         adaptive: adaptive?,
         group: raw.group.clone(),
+        slow_start: slow_start?,
     })
 }
 

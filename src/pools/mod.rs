@@ -32,6 +32,8 @@ pub struct Endpoint {
     /// Whether the endpoint is in rotation; health checks flip it.
     pub up: AtomicBool,
     pub gauge: prometheus::IntGauge,
+    /// When it last came back into rotation (`now_nanos`), while it is in slow start; 0 after.
+    pub up_since: std::sync::atomic::AtomicU64,
     /// The peer for a request to this endpoint: this pool's timeouts and connection group.
     peer: HttpPeer,
 }
@@ -41,10 +43,31 @@ impl Endpoint {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Put the endpoint in or out of rotation; returns whether that changed anything.
+    /// Put the endpoint in or out of rotation; returns whether that changed anything. One
+    /// coming back starts its slow start now.
     pub fn set_up(&self, up: bool) -> bool {
         self.gauge.set(up as i64);
-        self.up.swap(up, Ordering::Relaxed) != up
+        let changed = self.up.swap(up, Ordering::Relaxed) != up;
+        if changed && up {
+            self.up_since
+                .store(crate::protection::now_nanos().max(1), Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// The endpoint's share of its turns during slow start (1.0 once ramped): grows
+    /// linearly from 10% (Envoy's minimum weight) over `window` since it came back.
+    pub fn ramp(&self, now: u64, window: Duration) -> f64 {
+        let since = self.up_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return 1.0;
+        }
+        let elapsed = now.saturating_sub(since);
+        if window.is_zero() || elapsed >= window.as_nanos() as u64 {
+            self.up_since.store(0, Ordering::Relaxed); // ramped: skip the clock from now on
+            return 1.0;
+        }
+        (elapsed as f64 / window.as_nanos() as f64).max(0.1)
     }
 }
 
@@ -88,6 +111,7 @@ impl Pool {
                     label: label.clone(),
                     addr: *addr,
                     up: AtomicBool::new(true),
+                    up_since: std::sync::atomic::AtomicU64::new(0),
                     gauge,
                     peer: peer(spec, *addr, group_key),
                 }
@@ -141,13 +165,30 @@ impl Pool {
         feed(self.adaptive.as_ref(), &self.bulkhead, sample);
     }
 
-    /// Next endpoint in round-robin order that is in rotation.
+    /// Next endpoint in round-robin order that is in rotation. An endpoint in slow start takes
+    /// its turn with probability equal to its ramp (else the turn passes on); if no endpoint
+    /// in rotation takes it, the first one in rotation does.
     pub fn select(&self) -> Option<&Endpoint> {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| &self.endpoints[(start + k) % n])
-            .find(|e| e.is_up())
+        let mut first_up = None;
+        let mut now = None;
+        for k in 0..n {
+            let e = &self.endpoints[(start + k) % n];
+            if !e.is_up() {
+                continue;
+            }
+            first_up.get_or_insert(e);
+            if e.up_since.load(Ordering::Relaxed) == 0 {
+                return Some(e);
+            }
+            let t = *now.get_or_insert_with(crate::protection::now_nanos);
+            let ramp = e.ramp(t, self.spec.slow_start);
+            if ramp >= 1.0 || rand::random::<f64>() < ramp {
+                return Some(e);
+            }
+        }
+        first_up
     }
 
     /// The peer for one request to `endpoint`.
@@ -191,4 +232,70 @@ fn peer(spec: &PoolSpec, addr: SocketAddr, group_key: u64) -> HttpPeer {
     o.write_timeout = Some(spec.request_timeout);
     o.idle_timeout = Some(UPSTREAM_IDLE);
     peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(slow_start: Duration) -> Arc<Pool> {
+        let spec = PoolSpec {
+            name: "p".into(),
+            endpoints: vec![
+                ("a".into(), "127.0.0.1:1".parse().unwrap()),
+                ("b".into(), "127.0.0.1:2".parse().unwrap()),
+            ],
+            max_inflight: 10,
+            queue_max: 0,
+            queue_timeout: Duration::from_millis(10),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            health_check: None,
+            adaptive: None,
+            group: None,
+            slow_start,
+        };
+        Pool::new(&spec, &Metrics::new(), None).unwrap()
+    }
+
+    #[test]
+    fn a_returning_endpoint_ramps_from_ten_percent_to_full() {
+        let p = pool(Duration::from_secs(10));
+        let b = &p.endpoints[1];
+        assert!(b.set_up(false));
+        assert!(b.set_up(true));
+        let back = b.up_since.load(Ordering::Relaxed);
+        assert!(back > 0);
+        let s = |secs: f64| back + (secs * 1e9) as u64;
+        assert_eq!(b.ramp(s(0.0), Duration::from_secs(10)), 0.1);
+        assert!((b.ramp(s(5.0), Duration::from_secs(10)) - 0.5).abs() < 1e-9);
+        assert_eq!(b.ramp(s(10.0), Duration::from_secs(10)), 1.0);
+        // Ramped: the clock is no longer consulted.
+        assert_eq!(b.up_since.load(Ordering::Relaxed), 0);
+        assert_eq!(b.ramp(s(0.0), Duration::from_secs(10)), 1.0);
+    }
+
+    #[test]
+    fn selection_gives_a_ramping_endpoint_a_small_share_and_never_none() {
+        let p = pool(Duration::from_secs(600));
+        let b = &p.endpoints[1];
+        b.set_up(false);
+        b.set_up(true); // just back: about 10% of its turns
+        let picks_b = (0..10_000)
+            .filter(|_| p.select().unwrap().label == "b")
+            .count();
+        // Half the turns are b's, and it takes about a tenth of those.
+        assert!((300..800).contains(&picks_b), "{picks_b}");
+        // Alone in rotation, a ramping endpoint still gets every request.
+        p.endpoints[0].set_up(false);
+        assert!((0..100).all(|_| p.select().unwrap().label == "b"));
+        // No slow start: an even split at once.
+        let p = pool(Duration::ZERO);
+        p.endpoints[1].set_up(false);
+        p.endpoints[1].set_up(true);
+        let picks_b = (0..10_000)
+            .filter(|_| p.select().unwrap().label == "b")
+            .count();
+        assert!((4_900..5_100).contains(&picks_b), "{picks_b}");
+    }
 }
