@@ -161,7 +161,8 @@ enum Phase {
     Head { seen: u8 },
     /// The head is in: body and response follow, no deadline from here.
     Request,
-    /// The response has started: the next byte read starts the next request's head.
+    /// The (final) response has started: the next byte read starts the next request's
+    /// head. A `100 Continue` does not count: the body it invites is not a head.
     Idle,
 }
 
@@ -260,6 +261,11 @@ impl AsyncRead for Guarded {
     }
 }
 
+/// A `1xx` head (`100 Continue`): the request is still being read, its body follows.
+fn informational(data: &[u8]) -> bool {
+    data.starts_with(b"HTTP/1.1 1") || data.starts_with(b"HTTP/1.0 1")
+}
+
 impl AsyncWrite for Guarded {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -268,7 +274,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !informational(data) {
             this.phase = Phase::Idle;
         }
         r
@@ -289,7 +295,11 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !informational(first) {
             this.phase = Phase::Idle;
         }
         r
@@ -400,6 +410,13 @@ mod tests {
         let mut g = guarded();
         g.scan(b"GET / HTTP/1.1\r\nA: b\r\nC: d\r\n");
         assert_eq!(g.phase, Phase::Head { seen: 1 });
+    }
+
+    #[test]
+    fn only_a_final_response_ends_the_request() {
+        assert!(informational(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(!informational(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!informational(b""));
     }
 
     #[tokio::test]

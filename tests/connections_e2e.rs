@@ -160,3 +160,26 @@ async fn idle_keepalive_and_silent_bodies_are_closed() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_not_held_to_the_head_deadline() {
+    let origin = named_origin("web").await;
+    let levee = Levee::start_full(
+        "request_head_timeout = \"1s\"\nbody_read_timeout = \"2s\"",
+        &body(origin),
+        &[],
+    )
+    .await;
+    let mut s = TcpStream::connect(levee.proxy).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // 8 body bytes over 2.4 s: past the head deadline, each gap well inside the body's.
+    for b in b"12345678" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(&[*b]).await.unwrap();
+    }
+    let (got, _) = until_closed(&mut s, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
