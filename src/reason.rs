@@ -15,6 +15,8 @@ pub enum Reason {
     UriTooLong,
     /// A request body over the route's `max_body` (413).
     BodyTooLarge,
+    /// A request body still arriving `[server] request_body_timeout` after its head (408).
+    BodyTimeout,
     /// The pool's bulkhead and its queue are full (503).
     Overloaded,
     /// Waited in the pool's queue for `queue.timeout` without a slot (503).
@@ -42,7 +44,7 @@ pub enum Reason {
 
 impl Reason {
     /// Rejections, in `levee_rejections_total{reason}` label order.
-    pub const REJECTIONS: [Reason; 12] = [
+    pub const REJECTIONS: [Reason; 13] = [
         Reason::NoRoute,
         Reason::Overloaded,
         Reason::QueueTimeout,
@@ -55,6 +57,7 @@ impl Reason {
         Reason::HeadersTooLarge,
         Reason::UriTooLong,
         Reason::BodyTooLarge,
+        Reason::BodyTimeout,
     ];
     /// Upstream failures, in `levee_upstream_errors_total{reason}` label order.
     pub const UPSTREAM: [Reason; 4] = [
@@ -71,6 +74,7 @@ impl Reason {
             Reason::HeadersTooLarge => "headers_too_large",
             Reason::UriTooLong => "uri_too_long",
             Reason::BodyTooLarge => "body_too_large",
+            Reason::BodyTimeout => "body_timeout",
             Reason::Overloaded => "overloaded",
             Reason::QueueTimeout => "queue_timeout",
             Reason::RateLimited => "rate_limited",
@@ -92,6 +96,7 @@ impl Reason {
             Reason::HeadersTooLarge => 431,
             Reason::UriTooLong => 414,
             Reason::BodyTooLarge => 413,
+            Reason::BodyTimeout => 408,
             Reason::RateLimited | Reason::ClientRateLimited => 429,
             Reason::Overloaded
             | Reason::QueueTimeout
@@ -115,6 +120,7 @@ impl Reason {
                 | Reason::HeadersTooLarge
                 | Reason::UriTooLong
                 | Reason::BodyTooLarge
+                | Reason::BodyTimeout
         ) && self.rejection_index().is_some()
     }
 

@@ -183,3 +183,36 @@ async fn a_slow_body_is_not_held_to_the_head_deadline() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_body_is_cut_at_the_body_deadline() {
+    let origin = named_origin("web").await;
+    let levee = Levee::start_full(
+        "request_body_timeout = \"1s\"\nbody_read_timeout = \"2s\"",
+        &body(origin),
+        &[],
+    )
+    .await;
+    let mut s = TcpStream::connect(levee.proxy).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n\r\n")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    // A byte every 250 ms: never silent for long, but the whole body would take 10 s.
+    let writer = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        s
+    });
+    let mut s = writer.await.unwrap();
+    let (got, _) = until_closed(&mut s, Duration::from_secs(2)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("x-levee-reason: body_timeout"), "{text}");
+    assert!(t.elapsed() < Duration::from_secs(12));
+    assert_eq!(levee.rejections("web", "body_timeout").await, Some(1.0));
+}

@@ -112,6 +112,8 @@ pub struct EdgeLimits {
     pub request_head_timeout: Duration,
     /// Longest silence while reading a request body (a floor on the body's rate).
     pub body_read_timeout: Duration,
+    /// A request body must have arrived in full this long after its head (408 after).
+    pub request_body_timeout: Duration,
     /// How long an idle kept-alive client connection stays open.
     pub keepalive_timeout: Duration,
     /// Largest upstream response head levee passes on (fields and bytes); larger is a 502.

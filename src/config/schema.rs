@@ -24,6 +24,7 @@ pub struct RawServer {
     pub max_connections: Option<i64>,
     pub request_head_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
+    pub request_body_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
     pub max_response_headers: Option<i64>,
     pub max_response_head: Option<String>,

@@ -492,6 +492,14 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         "server.body_read_timeout",
         d,
     );
+    let body_deadline = secs(
+        raw.request_body_timeout.as_deref(),
+        120,
+        Duration::from_secs(1),
+        24 * 3600,
+        "server.request_body_timeout",
+        d,
+    );
     let keepalive = secs(
         raw.keepalive_timeout.as_deref(),
         60,
@@ -523,6 +531,7 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
             max_connections: max_connections? as usize,
             request_head_timeout: head_timeout?,
             body_read_timeout: body_timeout?,
+            request_body_timeout: body_deadline?,
             keepalive_timeout: keepalive?,
             max_request_headers: max_request_headers? as usize,
             max_request_head: max_request_head?,

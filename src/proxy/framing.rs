@@ -131,6 +131,7 @@ mod tests {
             max_connections: 10,
             request_head_timeout: std::time::Duration::from_secs(1),
             body_read_timeout: std::time::Duration::from_secs(1),
+            request_body_timeout: std::time::Duration::from_secs(1),
             keepalive_timeout: std::time::Duration::from_secs(1),
             max_response_headers: 2,
             max_response_head: 100,

@@ -59,6 +59,7 @@ fn detail(reason: Reason) -> &'static str {
         Reason::HeadersTooLarge => "request head over the edge limits",
         Reason::UriTooLong => "request line over max_request_line",
         Reason::BodyTooLarge => "request body over max_body",
+        Reason::BodyTimeout => "request body not received within request_body_timeout",
         Reason::Overloaded => "pool bulkhead and queue full: request shed",
         Reason::QueueTimeout => "no pool slot within the queue timeout: request shed",
         Reason::RateLimited => "route rate limit spent",
@@ -423,12 +424,14 @@ impl ProxyHttp for LeveeProxy {
         }
     }
 
-    /// Count a streamed (chunked) body against the route's `max_body`.
+    /// Count a streamed (chunked) body against the route's `max_body`, and hold the whole
+    /// body to `request_body_timeout` from the head (a trickle that never falls silent long
+    /// enough for `body_read_timeout` still ends here).
     async fn request_body_filter(
         &self,
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(b) = body {
@@ -437,6 +440,14 @@ impl ProxyHttp for LeveeProxy {
                 ctx.reason = Some(Reason::BodyTooLarge);
                 return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body");
             }
+        }
+        if !end_of_stream && ctx.start.elapsed() > ctx.rt.config.server.limits.request_body_timeout
+        {
+            ctx.reason = Some(Reason::BodyTimeout);
+            return Error::e_explain(
+                ErrorType::HTTPStatus(408),
+                "request body not received within request_body_timeout",
+            );
         }
         Ok(())
     }
@@ -604,7 +615,7 @@ impl ProxyHttp for LeveeProxy {
         let code = match outcome {
             Outcome::Answer(reason) => {
                 ctx.reason = Some(reason);
-                if ctx.refused {
+                if ctx.refused || reason.rejection_index().is_some() {
                     self.note(ctx, reason, detail(reason));
                 } else {
                     self.note(ctx, reason, &format!("upstream failure: {e}"));
