@@ -316,3 +316,42 @@ async fn a_schedule_switches_routes_while_it_applies() {
     );
     assert_eq!(get(levee.proxy, "/search", &[]).await.unwrap().status, 200);
 }
+
+/// Admin security (issue #8): the token appears in no admin answer, an oversized admin body
+/// is refused with 413 before it is parsed, and a wrong token is as good as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_answers_never_show_the_token_and_bodies_are_bounded() {
+    let a = named_origin("a").await;
+    let levee = Levee::start_full(
+        "admin_token_file = \"admin.token\"",
+        &routes(a, ""),
+        &[("admin.token", TOKEN)],
+    )
+    .await;
+    let secret = TOKEN.split_once(':').unwrap().1;
+    for path in ["/admin/status", "/metrics", "/", "/ui/app.js"] {
+        let r = get(levee.admin, path, &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert!(!r.text().contains(secret), "{path} shows the token");
+    }
+    let huge = format!(
+        "{{\"state\":\"off\",\"reason\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let r = switch(&levee, "web", &huge, Some(BEARER)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let r = switch(
+        &levee,
+        "web",
+        r#"{"state":"off"}"#,
+        Some("Bearer 0123456789abcdef012X"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(!r.text().contains(secret));
+    assert_eq!(
+        get(levee.proxy, "/", &[]).await.unwrap().status,
+        200,
+        "nothing was switched"
+    );
+}

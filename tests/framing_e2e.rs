@@ -166,3 +166,29 @@ async fn edge_limits_answer_431_414_413() {
         "{seen:?}"
     );
 }
+
+/// RFC 9110 §7.8: a proxy switches protocols only on the upstream's 101. Here the upstream
+/// answers 200 to an `Upgrade` request, so what the client sends after it is HTTP again, read
+/// and routed by levee: a request for a path no route serves never reaches the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tunnel_without_the_upstreams_101() {
+    let (o, seen) = recording_origin(method_and_target).await;
+    let levee = Levee::start(&format!(
+        "[pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"ws\"\npool = \"p\"\nmatch = {{ path = \"/ws\" }}\n"
+    ))
+    .await;
+    let r = raw(
+        levee.proxy,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\
+          GET /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // Whatever the client gets back, it is not a protocol switch.
+    if let Ok(r) = &r {
+        assert_ne!(r.status, 101);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&"GET /ws".to_string()), "{seen:?}");
+    assert!(!seen.iter().any(|s| s.contains("secret")), "{seen:?}");
+    assert_eq!(get(levee.proxy, "/ws", &[]).await.unwrap().status, 200);
+}
