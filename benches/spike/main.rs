@@ -151,6 +151,39 @@ async fn fire(target: SocketAddr, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Poll levee's metrics for one pool's limit, in-flight units and queue depth.
+async fn trace_pool(admin: SocketAddr, pool: String) {
+    let start = Instant::now();
+    loop {
+        let body = async {
+            let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok()?;
+            Some(String::from_utf8_lossy(&buf).into_owned())
+        }
+        .await
+        .unwrap_or_default();
+        let get = |name: &str| {
+            let key = format!("{name}{{pool=\"{pool}\"}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .unwrap_or("?")
+                .to_string()
+        };
+        eprintln!(
+            "  t={:5.2}s limit={} inflight={} queued={}",
+            start.elapsed().as_secs_f64(),
+            get("levee_concurrency_limit"),
+            get("levee_upstream_inflight"),
+            get("levee_pool_queue_depth")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Where each class goes: directly to its service, or all to levee.
 fn targets(direct: &[SocketAddr], levee: Option<SocketAddr>) -> [SocketAddr; 4] {
     match levee {
@@ -261,6 +294,7 @@ fn report(recs: &[Rec], max_waiting: usize) -> Report {
 struct Levee {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
 }
 
 impl Drop for Levee {
@@ -303,6 +337,7 @@ async fn start_levee(bin: &str, body: &str, dir: &std::path::Path) -> Levee {
     Levee {
         child,
         addr: format!("127.0.0.1:{p}").parse().unwrap(),
+        admin,
     }
 }
 
@@ -394,7 +429,16 @@ async fn main() {
             Some(start_levee(&bin, &config(setup, &direct), &dir).await)
         };
         eprintln!("running {setup} ...");
+        // SPIKE_TRACE=POOL: print that pool's (or group's) limit, in-flight units and queue
+        // every 250 ms while the load runs, to see how the controller moves.
+        let trace = match (std::env::var("SPIKE_TRACE").ok(), levee.as_ref()) {
+            (Some(pool), Some(l)) => Some(tokio::spawn(trace_pool(l.admin, pool))),
+            _ => None,
+        };
         let recs = run_load(targets(&direct, levee.as_ref().map(|l| l.addr))).await;
+        if let Some(t) = trace {
+            t.abort();
+        }
         drop(levee);
         let r = report(&recs, tier.max_waiting.load(Ordering::SeqCst));
         for (ci, c) in CLASSES.iter().enumerate() {
