@@ -172,6 +172,10 @@ pub struct Guarded {
     _slot: Slot,
     head_timeout: Duration,
     phase: Phase,
+    /// When the head being read is due.
+    due: Instant,
+    /// The timer, set to `due` only when a read has to wait (most heads arrive in one read,
+    /// and then no timer is touched at all).
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -186,13 +190,15 @@ impl std::fmt::Debug for Guarded {
 
 impl Guarded {
     fn new(inner: Stream, slot: Slot, head_timeout: Duration) -> Guarded {
+        // The first head is timed from the accept.
+        let due = Instant::now() + head_timeout;
         Guarded {
             inner,
             _slot: slot,
             head_timeout,
-            // The first head is timed from the accept.
             phase: Phase::Head { seen: 0 },
-            deadline: Box::pin(tokio::time::sleep(head_timeout)),
+            due,
+            deadline: Box::pin(tokio::time::sleep_until(due)),
         }
     }
 
@@ -230,17 +236,19 @@ impl AsyncRead for Guarded {
                 if this.phase == Phase::Idle && !new.is_empty() {
                     // The first byte of the next request: its head has the same deadline.
                     this.phase = Phase::Head { seen: 0 };
-                    let at = Instant::now() + this.head_timeout;
-                    this.deadline.as_mut().reset(at);
+                    this.due = Instant::now() + this.head_timeout;
                 }
                 this.scan(new);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if matches!(this.phase, Phase::Head { .. })
-                    && this.deadline.as_mut().poll(cx).is_ready()
-                {
+                let in_head = matches!(this.phase, Phase::Head { .. });
+                if in_head && this.deadline.deadline() != this.due {
+                    let due = this.due;
+                    this.deadline.as_mut().reset(due);
+                }
+                if in_head && this.deadline.as_mut().poll(cx).is_ready() {
                     let edge = &this._slot.0;
                     edge.head_timeouts.inc();
                     if let Some(suppressed) = edge.log.admit() {

@@ -465,49 +465,37 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         "server.max_connections",
         d,
     );
-    let secs =
-        |v: Option<&str>, default: u64, min: Duration, max: u64, path: &str, d: &mut Diags| {
-            duration_in(
-                v,
-                Duration::from_secs(default),
-                min,
-                Duration::from_secs(max),
-                path,
-                d,
-            )
-        };
-    let head_timeout = secs(
-        raw.request_head_timeout.as_deref(),
-        10,
-        Duration::from_millis(100),
-        300,
-        "server.request_head_timeout",
-        d,
-    );
-    let body_timeout = secs(
-        raw.body_read_timeout.as_deref(),
-        30,
-        Duration::from_millis(100),
-        3600,
-        "server.body_read_timeout",
-        d,
-    );
-    let body_deadline = secs(
-        raw.request_body_timeout.as_deref(),
-        120,
-        Duration::from_secs(1),
-        24 * 3600,
-        "server.request_body_timeout",
-        d,
-    );
-    let keepalive = secs(
-        raw.keepalive_timeout.as_deref(),
-        60,
-        Duration::from_secs(1),
-        3600,
-        "server.keepalive_timeout",
-        d,
-    );
+    // The connection timeouts: (value, default s, min, max s, key).
+    let ms100 = Duration::from_millis(100);
+    let one = Duration::from_secs(1);
+    let [head_timeout, body_timeout, body_deadline, keepalive] = [
+        (
+            &raw.request_head_timeout,
+            10,
+            ms100,
+            300,
+            "request_head_timeout",
+        ),
+        (&raw.body_read_timeout, 30, ms100, 3600, "body_read_timeout"),
+        (
+            &raw.request_body_timeout,
+            120,
+            one,
+            86_400,
+            "request_body_timeout",
+        ),
+        (&raw.keepalive_timeout, 60, one, 3600, "keepalive_timeout"),
+    ]
+    .map(|(v, default, min, max, key)| {
+        duration_in(
+            v.as_deref(),
+            Duration::from_secs(default),
+            min,
+            Duration::from_secs(max),
+            &format!("server.{key}"),
+            d,
+        )
+    });
     let max_response_headers = int_in(
         raw.max_response_headers,
         100,
