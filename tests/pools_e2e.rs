@@ -249,6 +249,7 @@ async fn failing_endpoint_leaves_rotation_and_comes_back() {
         r#"[pools.web]
 endpoints = ["{a}", "{b}"]
 health_check = {{ path = "/healthz", interval = "50ms", timeout = "500ms", healthy_threshold = 2, unhealthy_threshold = 2 }}
+slow_start = "1s"
 
 [[routes]]
 name = "web"
@@ -300,9 +301,20 @@ pool = "web"
         assert!(Instant::now() < deadline, "endpoint b never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut back = false;
-    for _ in 0..6 {
-        back |= get(p, "/", &[]).await.unwrap().header("x-origin") == Some("b");
+    // Slow start: just back, b takes a small share of its turns (10% rising to 100% over
+    // `slow_start`), then its full half.
+    let mut early = 0;
+    for _ in 0..20 {
+        early += usize::from(get(p, "/", &[]).await.unwrap().header("x-origin") == Some("b"));
     }
-    assert!(back, "endpoint b did not rejoin the rotation");
+    assert!(early < 10, "b took {early} of 20 at once: no slow start");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut later = 0;
+    for _ in 0..20 {
+        later += usize::from(get(p, "/", &[]).await.unwrap().header("x-origin") == Some("b"));
+    }
+    assert!(
+        (9..=11).contains(&later),
+        "b took {later} of 20 once ramped"
+    );
 }
