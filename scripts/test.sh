@@ -22,7 +22,9 @@ fi
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo build --bins
-cargo test --all-targets
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --all-targets 2>&1 | tee "$results"
 for f in conf/*.toml; do
   ./target/debug/levee check -c "$f"
 done
@@ -53,3 +55,5 @@ if [ "$FUZZ_SECONDS" -gt 0 ] && rustup toolchain list 2>/dev/null | grep -q '^ni
 else
   echo "fuzz: skipped (no nightly toolchain, or FUZZ_SECONDS=0)"
 fi
+# The closing line CI reads: every cargo test binary's results, summed.
+awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$results"
