@@ -137,7 +137,7 @@ impl Metrics {
             ),
             cache_bytes: gauge(
                 "levee_cache_bytes",
-                "Bytes held by the route's cache budget (max_size bounds it).",
+                "Response body bytes held by the route's cache budget (max_size bounds it; heads are not counted).",
                 &["route"],
             ),
             cache_coalesced: counter(

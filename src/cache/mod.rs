@@ -165,7 +165,7 @@ impl Lookup {
 #[derive(Clone)]
 pub struct CacheMetrics {
     pub lookups: [IntCounter; Lookup::ALL.len()],
-    /// `levee_cache_bytes{route}`: bytes the route's budget holds.
+    /// `levee_cache_bytes{route}`: body bytes the route's budget holds.
     pub bytes: IntGauge,
     /// `levee_cache_coalesced_total{route}`: requests that waited for another's fill.
     pub coalesced: IntCounter,

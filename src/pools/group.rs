@@ -19,17 +19,14 @@ pub struct Group {
 
 impl Group {
     pub fn new(spec: &GroupSpec, metrics: &Metrics) -> Arc<Group> {
-        let pm = metrics.pool(&spec.name);
-        let bulkhead = Bulkhead::new(
+        let (pm, bulkhead, adaptive) = super::limiter(
+            &spec.name,
             spec.max_inflight,
             spec.queue_max,
             spec.queue_timeout,
-            pm.clone(),
+            spec.adaptive.as_ref(),
+            metrics,
         );
-        let adaptive = spec
-            .adaptive
-            .as_ref()
-            .map(|a| super::adaptive_for(a, spec.max_inflight, &bulkhead));
         Arc::new(Group {
             spec: spec.clone(),
             bulkhead,

@@ -124,17 +124,14 @@ impl Pool {
             };
             lb.set_health_check(Box::new(health::http_check(hc, observer)));
         }
-        let pm = metrics.pool(&spec.name);
-        let bulkhead = Bulkhead::new(
+        let (pm, bulkhead, adaptive) = limiter(
+            &spec.name,
             spec.max_inflight,
             spec.queue_max,
             spec.queue_timeout,
-            pm.clone(),
+            spec.adaptive.as_ref(),
+            metrics,
         );
-        let adaptive = spec
-            .adaptive
-            .as_ref()
-            .map(|a| adaptive_for(a, spec.max_inflight, &bulkhead));
         Ok(Arc::new(Pool {
             bulkhead,
             adaptive,
@@ -197,9 +194,24 @@ impl Pool {
     }
 }
 
+/// The metric handles, bulkhead and (if `adaptive`) adaptive limit of a pool or a group.
+pub(crate) fn limiter(
+    name: &str,
+    max_inflight: usize,
+    queue_max: usize,
+    queue_timeout: Duration,
+    adaptive: Option<&AdaptiveSpec>,
+    metrics: &Metrics,
+) -> (PoolMetrics, Bulkhead, Option<Adaptive>) {
+    let pm = metrics.pool(name);
+    let bulkhead = Bulkhead::new(max_inflight, queue_max, queue_timeout, pm.clone());
+    let adaptive = adaptive.map(|a| adaptive_for(a, max_inflight, &bulkhead));
+    (pm, bulkhead, adaptive)
+}
+
 /// The adaptive limit for a bulkhead of `max_inflight` (a pool's or a group's), starting the
 /// bulkhead at its initial limit.
-pub(crate) fn adaptive_for(a: &AdaptiveSpec, max_inflight: usize, b: &Bulkhead) -> Adaptive {
+fn adaptive_for(a: &AdaptiveSpec, max_inflight: usize, b: &Bulkhead) -> Adaptive {
     let cfg = LimitConfig {
         min_limit: a.min_limit,
         max_limit: max_inflight as u32,

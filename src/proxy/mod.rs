@@ -99,7 +99,7 @@ impl LeveeProxy {
     ) {
         ctx.reason = Some(a.reason);
         let detail = why.unwrap_or(detail(a.reason));
-        self.note(ctx, a.reason, detail);
+        self.note(ctx, a.reason, format_args!("{detail}"));
         a.request_id = ctx.request_id();
         a.degrade = ctx.route.as_ref().and_then(|r| r.spec.degrade.as_ref());
         respond::send(session, &a).await;
@@ -216,7 +216,9 @@ impl LeveeProxy {
     }
 
     /// Record a levee-made answer: rejection metric and a rate-limited log line.
-    fn note(&self, ctx: &Ctx, reason: Reason, detail: &str) {
+    /// `detail` is formatted only when the line is actually written (a flood of rejections
+    /// costs no string per request).
+    fn note(&self, ctx: &Ctx, reason: Reason, detail: std::fmt::Arguments<'_>) {
         match &ctx.route {
             Some(r) => {
                 r.metrics.reject(reason);
@@ -599,7 +601,7 @@ impl ProxyHttp for LeveeProxy {
                 self.note(
                     ctx,
                     Reason::Degraded,
-                    &format!("served a stale cached copy instead of rejecting ({cause})"),
+                    format_args!("served a stale cached copy instead of rejecting ({cause})"),
                 );
             }
         }
@@ -616,9 +618,9 @@ impl ProxyHttp for LeveeProxy {
             Outcome::Answer(reason) => {
                 ctx.reason = Some(reason);
                 if ctx.refused || reason.rejection_index().is_some() {
-                    self.note(ctx, reason, detail(reason));
+                    self.note(ctx, reason, format_args!("{}", detail(reason)));
                 } else {
-                    self.note(ctx, reason, &format!("upstream failure: {e}"));
+                    self.note(ctx, reason, format_args!("upstream failure: {e}"));
                 }
                 if !already_sent {
                     let mut a = Answer::new(reason, ctx.route_name(), ctx.request_id());
