@@ -2,10 +2,16 @@
 //! no hook for either): a cap on open client connections, over which a new connection gets a
 //! fixed `503` (`x-levee-reason: too_many_connections`) and is closed at once; and an overall
 //! deadline to receive each request head, so a client that trickles its headers (slowloris)
-//! cannot hold a connection open. `EdgeApp` wraps the proxy's `ServerApp`: the first time it
+//! cannot hold a connection open; and the idle limit of a kept-alive connection between
+//! requests (`keepalive_timeout`). `EdgeApp` wraps the proxy's `ServerApp`: the first time it
 //! sees a connection it wraps the stream in `Guarded`, which holds the connection's slot
-//! (released when the connection closes) and times the head. Pingora hands the same
-//! (wrapped) stream back for each kept-alive request, so the wrapping happens once.
+//! (released when the connection closes) and times the head and the idle wait. Pingora hands
+//! the same (wrapped) stream back for each kept-alive request, so the wrapping happens once.
+//!
+//! Both deadlines share one timer per connection, which is moved only when it must fire
+//! sooner. Pingora's own keepalive timeout registers a timer for every request; here the
+//! timer, set for an earlier wait, fires early at most once per `keepalive_timeout` and is
+//! then moved on (the load bench's CPU per request, benches/RESULTS.md).
 
 use crate::metrics::Metrics;
 use crate::ratelog::RateLog;
@@ -34,10 +40,18 @@ const REFUSED: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nx-levee-reason: too_many_connections\r\n\
 retry-after: 1\r\ncontent-length: 0\r\ncache-control: no-store\r\nconnection: close\r\n\r\n";
 
+/// The limits a new connection gets (a reload applies to connections opened after it).
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLimits {
+    pub max_connections: usize,
+    pub head_timeout: Duration,
+    pub keepalive_timeout: Duration,
+}
+
 /// The connection limits and their counters, shared by every connection.
 pub struct Edge {
     /// Read from the current config on each new connection (a reload changes it).
-    limits: Box<dyn Fn() -> (usize, Duration) + Send + Sync>,
+    limits: Box<dyn Fn() -> EdgeLimits + Send + Sync>,
     open: AtomicUsize,
     open_gauge: IntGauge,
     refused: IntCounter,
@@ -47,7 +61,7 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(
-        limits: impl Fn() -> (usize, Duration) + Send + Sync + 'static,
+        limits: impl Fn() -> EdgeLimits + Send + Sync + 'static,
         metrics: &Metrics,
         log: Arc<RateLog>,
     ) -> Arc<Edge> {
@@ -106,7 +120,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
             // A kept-alive connection coming back for its next request.
             return self.inner.process_new(stream, shutdown).await;
         }
-        let (max, head_timeout) = (self.edge.limits)();
+        let limits = (self.edge.limits)();
+        let max = limits.max_connections;
         let Some(slot) = self.edge.admit(max) else {
             self.edge.refused.inc();
             if let Some(suppressed) = self.edge.log.admit() {
@@ -119,7 +134,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for EdgeApp<A> {
             refuse(stream).await;
             return None;
         };
-        let guarded = Guarded::new(stream, slot, head_timeout);
+        let guarded = Guarded::new(stream, slot, limits);
         self.inner.process_new(Box::new(guarded), shutdown).await
     }
 
@@ -171,11 +186,17 @@ pub struct Guarded {
     inner: Stream,
     _slot: Slot,
     head_timeout: Duration,
+    keepalive_timeout: Duration,
     phase: Phase,
-    /// When the head being read is due.
-    due: Instant,
-    /// The timer, set to `due` only when a read has to wait (most heads arrive in one read,
-    /// and then no timer is touched at all).
+    /// When the head being read is due: from the accept for the first head, from the first
+    /// read that has to wait for the later ones (set then: a head that arrives whole in one
+    /// read never reads the clock).
+    due: Option<Instant>,
+    /// When the idle wait for the next request ends; set when that wait first blocks.
+    idle_due: Option<Instant>,
+    /// The one timer: never later than the deadline of the wait in progress, possibly earlier
+    /// (left from an earlier wait), and then moved on when it fires. Heads that arrive in one
+    /// read never touch it.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -189,15 +210,17 @@ impl std::fmt::Debug for Guarded {
 }
 
 impl Guarded {
-    fn new(inner: Stream, slot: Slot, head_timeout: Duration) -> Guarded {
+    fn new(inner: Stream, slot: Slot, limits: EdgeLimits) -> Guarded {
         // The first head is timed from the accept.
-        let due = Instant::now() + head_timeout;
+        let due = Instant::now() + limits.head_timeout;
         Guarded {
             inner,
             _slot: slot,
-            head_timeout,
+            head_timeout: limits.head_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
             phase: Phase::Head { seen: 0 },
-            due,
+            due: Some(due),
+            idle_due: None,
             deadline: Box::pin(tokio::time::sleep_until(due)),
         }
     }
@@ -236,19 +259,38 @@ impl AsyncRead for Guarded {
                 if this.phase == Phase::Idle && !new.is_empty() {
                     // The first byte of the next request: its head has the same deadline.
                     this.phase = Phase::Head { seen: 0 };
-                    this.due = Instant::now() + this.head_timeout;
+                    this.due = None;
+                    this.idle_due = None;
                 }
                 this.scan(new);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let in_head = matches!(this.phase, Phase::Head { .. });
-                if in_head && this.deadline.deadline() != this.due {
-                    let due = this.due;
+                let due = match this.phase {
+                    Phase::Head { .. } => *this
+                        .due
+                        .get_or_insert_with(|| Instant::now() + this.head_timeout),
+                    Phase::Idle => *this
+                        .idle_due
+                        .get_or_insert_with(|| Instant::now() + this.keepalive_timeout),
+                    // Body and response: Pingora's own timeouts.
+                    Phase::Request => return Poll::Pending,
+                };
+                if this.deadline.deadline() > due {
                     this.deadline.as_mut().reset(due);
                 }
-                if in_head && this.deadline.as_mut().poll(cx).is_ready() {
+                while this.deadline.as_mut().poll(cx).is_ready() {
+                    if Instant::now() < due {
+                        // Set for an earlier wait: move it on to this one's deadline.
+                        this.deadline.as_mut().reset(due);
+                        continue;
+                    }
+                    if this.phase == Phase::Idle {
+                        // Idle past keepalive_timeout: the connection ends as if the client had
+                        // closed it (nothing to answer, nothing to log).
+                        return Poll::Ready(Ok(()));
+                    }
                     let edge = &this._slot.0;
                     edge.head_timeouts.inc();
                     if let Some(suppressed) = edge.log.admit() {
@@ -384,16 +426,18 @@ impl Peek for Guarded {
 mod tests {
     use super::*;
 
+    const LIMITS: EdgeLimits = EdgeLimits {
+        max_connections: 10,
+        head_timeout: Duration::from_secs(1),
+        keepalive_timeout: Duration::from_secs(2),
+    };
+
     fn guarded() -> Guarded {
         let m = Metrics::new();
-        let edge = Edge::new(
-            || (10, Duration::from_secs(1)),
-            &m,
-            Arc::new(RateLog::new(1)),
-        );
+        let edge = Edge::new(|| LIMITS, &m, Arc::new(RateLog::new(1)));
         let slot = edge.admit(10).unwrap();
         let io: Stream = Box::new(tokio_test_io());
-        Guarded::new(io, slot, Duration::from_secs(1))
+        Guarded::new(io, slot, LIMITS)
     }
 
     /// A stream that is never read in these tests (only `scan` is exercised).
@@ -430,11 +474,7 @@ mod tests {
     #[tokio::test]
     async fn slots_are_capped_and_freed() {
         let m = Metrics::new();
-        let edge = Edge::new(
-            || (2, Duration::from_secs(1)),
-            &m,
-            Arc::new(RateLog::new(1)),
-        );
+        let edge = Edge::new(|| LIMITS, &m, Arc::new(RateLog::new(1)));
         let a = edge.admit(2).unwrap();
         let _b = edge.admit(2).unwrap();
         assert!(edge.admit(2).is_none());

@@ -60,7 +60,11 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let edge = crate::edge::Edge::new(
         move || {
             let l = &limits_of.current.load().config.server.limits;
-            (l.max_connections, l.request_head_timeout)
+            crate::edge::EdgeLimits {
+                max_connections: l.max_connections,
+                head_timeout: l.request_head_timeout,
+                keepalive_timeout: l.keepalive_timeout,
+            }
         },
         &shared.metrics,
         Arc::new(crate::ratelog::RateLog::new(20)),

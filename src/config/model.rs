@@ -371,8 +371,8 @@ pub struct MatchSpec {
     pub host: Option<HostMatch>,
     /// Upper-case method names; empty means any method.
     pub methods: Vec<String>,
-    /// Lower-case header names.
-    pub headers: Vec<(String, ValueMatch)>,
+    /// Header names, parsed once (lower-case).
+    pub headers: Vec<(http::HeaderName, ValueMatch)>,
     /// Decoded query parameter names.
     pub query: Vec<(String, ValueMatch)>,
 }

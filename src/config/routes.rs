@@ -220,13 +220,13 @@ fn validate_match(m: &RawMatch, base: &str, base_dir: &Path, d: &mut Diags) -> O
     if let Some(headers) = &m.headers {
         for (name, vm) in headers {
             let path = format!("{base}.headers.{}", key_seg(name));
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            let Ok(header) = http::HeaderName::from_bytes(name.as_bytes()) else {
                 d.error(path, format!("bad header name {name:?}"));
                 ok = false;
                 continue;
-            }
+            };
             match value_match(vm, &path, base_dir, d) {
-                Some(v) => spec.headers.push((name.to_ascii_lowercase(), v)),
+                Some(v) => spec.headers.push((header, v)),
                 None => ok = false,
             }
         }
@@ -395,10 +395,12 @@ pub fn shadows(a: &MatchSpec, b: &MatchSpec) -> bool {
     {
         return false;
     }
-    let implied = |conds_a: &[(String, ValueMatch)], conds_b: &[(String, ValueMatch)]| {
-        conds_a
-            .iter()
-            .all(|(k, v)| conds_b.iter().any(|(k2, v2)| k == k2 && v.same_as(v2)))
-    };
     implied(&a.headers, &b.headers) && implied(&a.query, &b.query)
+}
+
+/// Every condition of `conds_a` is also in `conds_b`.
+fn implied<K: PartialEq>(conds_a: &[(K, ValueMatch)], conds_b: &[(K, ValueMatch)]) -> bool {
+    conds_a
+        .iter()
+        .all(|(k, v)| conds_b.iter().any(|(k2, v2)| k == k2 && v.same_as(v2)))
 }

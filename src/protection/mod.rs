@@ -46,9 +46,15 @@ pub enum Outcome {
 
 /// Nanoseconds on levee's monotonic clock (since the first call in this process).
 pub fn now_nanos() -> u64 {
+    nanos_at(Instant::now())
+}
+
+/// `at` on levee's monotonic clock (for a caller that already read the clock).
+pub fn nanos_at(at: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     // Start at 1s so that "0" never means a real instant.
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1_000_000_000
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    at.saturating_duration_since(epoch).as_nanos() as u64 + 1_000_000_000
 }
 
 /// Brownout with hysteresis: on when the pool's pressure (demand over limit) goes above

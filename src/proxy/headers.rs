@@ -27,14 +27,26 @@ pub fn incoming_request_id(req: &RequestHeader) -> Option<HeaderValue> {
 }
 
 /// A new request id: a random per-process prefix and a counter (unique, cheap, no syscalls).
+/// The value owns its 32 bytes in one allocation shared by every clone (request, upstream
+/// copy, response), rather than a copy plus a shared header on first clone.
 pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random::<u64>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut buf = [0u8; 32];
-    let _ = write!(&mut buf[..], "{prefix:016x}{n:016x}");
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    hex16(prefix, &mut buf[..16]);
+    hex16(n, &mut buf[16..]);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .expect("hex digits are a valid header value")
+}
+
+/// `v` as 16 lower-case hex digits into `out` (16 bytes).
+fn hex16(v: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 /// The request id as text (for logs and JSON bodies); ids are plain ASCII by construction.
@@ -42,32 +54,102 @@ pub fn id_str(v: &HeaderValue) -> &str {
     v.to_str().unwrap_or("")
 }
 
-/// Append the client's address to `X-Forwarded-For` (what the client sent is kept as data,
-/// never trusted), set `X-Forwarded-Proto` to this hop's scheme, and pass the request id.
-pub fn forwarded(req: &mut RequestHeader, client: Option<IpAddr>, request_id: &HeaderValue) {
-    if let Some(ip) = client {
-        let mut prior = req.headers.get_all(&X_FORWARDED_FOR).iter().peekable();
-        let value = if prior.peek().is_none() {
-            let mut buf = [0u8; 48];
-            let mut w = &mut buf[..];
-            let _ = write!(w, "{ip}");
-            let len = 48 - w.len();
-            HeaderValue::from_bytes(&buf[..len])
-        } else {
-            let mut joined = Vec::with_capacity(64);
-            for v in prior {
-                joined.extend_from_slice(v.as_bytes());
-                joined.extend_from_slice(b", ");
+/// What levee adds to the request it sends upstream: `X-Forwarded-For` with the client's
+/// address appended (what the client sent is kept as data, never trusted), `X-Forwarded-Proto`
+/// for this hop's scheme, the request id, and the `traceparent` of a trace levee started.
+pub fn forwarded(
+    req: &mut RequestHeader,
+    client: Option<IpAddr>,
+    request_id: &HeaderValue,
+    traceparent: Option<&HeaderValue>,
+) {
+    let xff = client.and_then(|ip| forwarded_for(req, ip));
+    set_request_fields(
+        req,
+        [
+            (&X_FORWARDED_FOR, xff),
+            (&X_FORWARDED_PROTO, Some(HeaderValue::from_static("http"))),
+            (&X_REQUEST_ID, Some(request_id.clone())),
+            (&TRACEPARENT, traceparent.cloned()),
+        ],
+    );
+}
+
+/// The `X-Forwarded-For` value with `ip` appended to what earlier hops wrote.
+fn forwarded_for(req: &RequestHeader, ip: IpAddr) -> Option<HeaderValue> {
+    let mut joined = Vec::with_capacity(48);
+    for v in req.headers.get_all(&X_FORWARDED_FOR) {
+        joined.extend_from_slice(v.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    push_ip(&mut joined, ip);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+}
+
+/// `ip` in its usual text form; IPv4 (the common case) without the formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, &o) in v4.octets().iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if o >= 100 {
+            out.push(b'0' + o / 100);
+        }
+        if o >= 10 {
+            out.push(b'0' + o / 10 % 10);
+        }
+        out.push(b'0' + o % 10);
+    }
+}
+
+/// Set fields on the upstream request in one step. Pingora's `insert_header` re-parses each
+/// name, copies it into a second, case-preserving map, and may regrow both maps on every
+/// call: about 4,000 instructions a field in the load bench (benches/RESULTS.md). Here the
+/// request is taken apart around its own header map, which grows once and takes the names
+/// as they are. The cost: header names go upstream in lower case (a few standard ones
+/// Title-Case), as Envoy and HAProxy send them; field names are case-insensitive (RFC 9110
+/// §5.1). A request-target the URI does not reproduce (absolute-form, CONNECT, non-UTF-8)
+/// keeps Pingora's own path, so its bytes go upstream as they came.
+fn set_request_fields<const N: usize>(
+    req: &mut RequestHeader,
+    fields: [(&'static HeaderName, Option<HeaderValue>); N],
+) {
+    let plain_target = req.raw_path_is_utf8()
+        && req.uri.path_and_query().map(|p| p.as_str().as_bytes()) == Some(req.raw_path());
+    if !plain_target || req.version == http::Version::HTTP_2 {
+        for (name, value) in fields {
+            if let Some(value) = value {
+                let _ = req.insert_header(name, value);
             }
-            let _ = write!(joined, "{ip}");
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(joined))
-        };
-        if let Ok(value) = value {
-            let _ = req.insert_header(&X_FORWARDED_FOR, value);
+        }
+        return;
+    }
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, empty));
+    parts.headers.reserve(N);
+    for (name, value) in fields {
+        if let Some(value) = value {
+            parts.headers.insert(name.clone(), value);
         }
     }
-    let _ = req.insert_header(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let _ = req.insert_header(&X_REQUEST_ID, request_id.clone());
+    *req = RequestHeader::from(parts);
+}
+
+/// Put the request id on the response to the client, by the same one-step route as
+/// [`set_request_fields`] (the name goes out in lower case).
+pub fn set_response_id(resp: &mut ResponseHeader, id: &HeaderValue) {
+    let phrase = resp.get_reason_phrase().map(str::to_owned);
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(resp, empty));
+    parts.headers.insert(X_REQUEST_ID.clone(), id.clone());
+    *resp = ResponseHeader::from(parts);
+    if phrase.is_some() {
+        let _ = resp.set_reason_phrase(phrase.as_deref());
+    }
 }
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -107,11 +189,6 @@ pub fn new_trace() -> (HeaderValue, String) {
     )
 }
 
-/// Send the trace levee started upstream.
-pub fn set_traceparent(req: &mut RequestHeader, v: &HeaderValue) {
-    let _ = req.insert_header(&TRACEPARENT, v.clone());
-}
-
 /// The client's address for limits and logs. The TCP peer, unless the peer is a trusted
 /// proxy: then `X-Forwarded-For` is read from the right, skipping trusted proxies, and the
 /// first address that is not one is the client. What a client writes into the header itself
@@ -140,53 +217,57 @@ pub fn client_address(
     )
 }
 
-/// Fields that describe one connection and must not cross the proxy (RFC 9110 §7.6.1).
-/// `transfer-encoding` and `content-length` are left to Pingora, which re-frames the body.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-];
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Strip hop-by-hop fields, including those the upstream named in `Connection`.
+/// Strip hop-by-hop fields (RFC 9110 §7.6.1), including those the upstream named in
+/// `Connection`. `transfer-encoding` and `content-length` are left to Pingora, which re-frames
+/// the body. One pass over the names finds which are there; only those are removed (most
+/// upstreams send just `Connection: keep-alive`).
 pub fn strip_response_hop_by_hop(resp: &mut ResponseHeader) {
-    // The common response carries none: one pass over the names, then done.
-    if !resp
-        .headers
-        .keys()
-        .any(|k| HOP_BY_HOP.contains(&k.as_str()))
-    {
-        return;
+    let (mut connection, mut others) = (false, false);
+    for k in resp.headers.keys() {
+        if *k == CONNECTION {
+            connection = true;
+        } else if *k == TE || *k == UPGRADE || *k == KEEP_ALIVE || *k == PROXY_CONNECTION {
+            others = true;
+        }
     }
     // A 101 keeps its `Connection: upgrade` / `Upgrade` pair: the protocol switch needs it.
-    if resp.status.as_u16() == 101 {
+    if !(connection || others) || resp.status.as_u16() == 101 {
         return;
     }
-    let nominated: Vec<String> = resp
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| {
-            !t.is_empty()
-                && !matches!(
-                    t.as_str(),
-                    "close" | "keep-alive" | "content-length" | "transfer-encoding"
-                )
-        })
-        .collect();
-    for name in nominated {
-        resp.remove_header(name.as_str());
+    if connection {
+        let mut nominated: Vec<HeaderName> = Vec::new();
+        for v in resp.headers.get_all(CONNECTION) {
+            let Ok(v) = v.to_str() else { continue };
+            for t in v.split(',').map(str::trim) {
+                let plain = [
+                    "",
+                    "close",
+                    "keep-alive",
+                    "content-length",
+                    "transfer-encoding",
+                ]
+                .iter()
+                .any(|p| t.eq_ignore_ascii_case(p));
+                if !plain {
+                    if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
+                        nominated.push(name);
+                    }
+                }
+            }
+        }
+        for name in &nominated {
+            resp.remove_header(name);
+        }
+        resp.remove_header(&CONNECTION);
     }
-    resp.remove_header(&CONNECTION);
-    resp.remove_header(&TE);
-    resp.remove_header(&UPGRADE);
-    resp.remove_header("keep-alive");
-    resp.remove_header("proxy-connection");
+    if others {
+        for name in [&TE, &UPGRADE, &KEEP_ALIVE, &PROXY_CONNECTION] {
+            resp.remove_header(name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -213,7 +294,7 @@ mod tests {
         req.insert_header("x-forwarded-for", "10.0.0.1").unwrap();
         req.insert_header("x-forwarded-proto", "https").unwrap();
         let id = HeaderValue::from_static("id1");
-        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id);
+        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id, None);
         assert_eq!(
             req.headers.get("x-forwarded-for").unwrap(),
             "10.0.0.1, 127.0.0.9"
@@ -223,10 +304,26 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_written_as_text() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.100.255",
+            "8.80.108.9",
+            "::1",
+        ] {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), ip);
+        }
+    }
+
+    #[test]
     fn forwarded_first_hop_and_repeated_lines() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         let id = new_request_id();
-        forwarded(&mut req, Some("2001:db8::1".parse().unwrap()), &id);
+        forwarded(&mut req, Some("2001:db8::1".parse().unwrap()), &id, None);
         assert_eq!(req.headers.get("x-forwarded-for").unwrap(), "2001:db8::1");
         assert_eq!(req.headers.get(REQUEST_ID).unwrap(), &id);
 
@@ -234,7 +331,7 @@ mod tests {
         req.append_header("x-forwarded-for", "10.0.0.1").unwrap();
         req.append_header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
             .unwrap();
-        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id);
+        forwarded(&mut req, Some("127.0.0.9".parse().unwrap()), &id, None);
         let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.9"]);
     }
@@ -278,7 +375,7 @@ mod tests {
         }
         let (v, id) = new_trace();
         let mut up = RequestHeader::build("GET", b"/", None).unwrap();
-        set_traceparent(&mut up, &v);
+        forwarded(&mut up, None, &new_request_id(), Some(&v));
         assert_eq!(trace_id(&up), Some(id));
     }
 

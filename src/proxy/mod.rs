@@ -143,7 +143,11 @@ impl LeveeProxy {
 
         // Step 5: brownout while the pool is under pressure.
         let (brownout, changed) = route.protection.brownout(route.pool.pressure());
-        if let (Some(on), Some(suppressed)) = (changed, changed.and(self.shared.log.admit())) {
+        // The log slot is asked for only on a change: asking on every request would spend the
+        // rate-limited budget (and count every request as a suppressed line).
+        if let Some((on, suppressed)) =
+            changed.and_then(|on| self.shared.log.admit().map(|s| (on, s)))
+        {
             tracing::warn!(
                 route = %route.spec.name,
                 pool = route.pool.name(),
@@ -182,9 +186,10 @@ impl LeveeProxy {
             ctx.group_permit = Some(g);
         }
         ctx.permit = Some(permit);
-        ctx.admitted_at = Some(std::time::Instant::now());
+        let now = std::time::Instant::now();
+        ctx.admitted_at = Some(now);
         ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
-        route.pool.retries.request(protection::now_nanos());
+        route.pool.retries.request(protection::nanos_at(now));
         Ok(())
     }
 
@@ -247,10 +252,11 @@ impl ProxyHttp for LeveeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Idle kept-alive connections close after `keepalive_timeout` (Pingora's default is
-        // never); a request body may not fall silent longer than `body_read_timeout`.
+        // Connections are kept alive; the edge closes them after `keepalive_timeout` idle
+        // (edge.rs: one timer per connection, not Pingora's one per request). A request body
+        // may not fall silent longer than `body_read_timeout`.
         let limits = &ctx.rt.config.server.limits;
-        session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
+        session.set_keepalive(Some(0));
         session.set_read_timeout(Some(limits.body_read_timeout));
         let req = session.req_header();
         ctx.request_id =
@@ -539,10 +545,7 @@ impl ProxyHttp for LeveeProxy {
     ) -> Result<()> {
         let client = client_ip(session);
         if let Some(id) = &ctx.request_id {
-            headers::forwarded(req, client, id);
-        }
-        if let Some(tp) = &ctx.new_traceparent {
-            headers::set_traceparent(req, tp);
+            headers::forwarded(req, client, id, ctx.new_traceparent.as_ref());
         }
         Ok(())
     }
@@ -581,7 +584,7 @@ impl ProxyHttp for LeveeProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
-            resp.insert_header(headers::REQUEST_ID, id.clone())?;
+            headers::set_response_id(resp, id);
         }
         if ctx.route.as_ref().is_some_and(|r| r.cache.is_some()) {
             // Meant for levee, the surrogate: not for clients.

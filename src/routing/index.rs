@@ -66,9 +66,14 @@ impl PathIndex {
                 Ok(i) => cur = &self.nodes[cur.edges[i].1 as usize],
                 Err(_) => return,
             }
-            out.extend_from_slice(&cur.prefix_routes);
+            // Most nodes end no prefix: skip the (non-inlined) copy of nothing.
+            if !cur.prefix_routes.is_empty() {
+                out.extend_from_slice(&cur.prefix_routes);
+            }
         }
-        out.extend_from_slice(&cur.exact_routes);
+        if !cur.exact_routes.is_empty() {
+            out.extend_from_slice(&cur.exact_routes);
+        }
     }
 }
 

@@ -92,7 +92,7 @@ pub fn matches_rest(m: &MatchSpec, req: &RequestView<'_>, check_regex: bool) -> 
     for (name, vm) in &m.headers {
         let ok = req
             .headers
-            .get_all(name.as_str())
+            .get_all(name)
             .iter()
             .any(|v| v.to_str().map(|s| value_matches(vm, s)).unwrap_or(false));
         if !ok {
