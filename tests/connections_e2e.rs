@@ -147,6 +147,23 @@ async fn idle_keepalive_and_silent_bodies_are_closed() {
     let closed = closed.expect("the idle connection was closed");
     assert!(closed < Duration::from_millis(2500), "{closed:?}");
 
+    // A connection in use is never idle for long: a request every 400 ms for 2.8 s (well past
+    // the 1 s keepalive_timeout, so the one timer fires early and is moved on) keeps it open.
+    let mut busy = kept_alive(levee.proxy).await;
+    for i in 0..7 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        busy.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = busy.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "request {i} on the busy connection: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+
     let mut s = TcpStream::connect(levee.proxy).await.unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhalf")
         .await
