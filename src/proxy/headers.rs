@@ -112,8 +112,9 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 /// request is taken apart around its own header map, which grows once and takes the names
 /// as they are. The cost: header names go upstream in lower case (a few standard ones
 /// Title-Case), as Envoy and HAProxy send them; field names are case-insensitive (RFC 9110
-/// §5.1). A request-target the URI does not reproduce (absolute-form, CONNECT, non-UTF-8)
-/// keeps Pingora's own path, so its bytes go upstream as they came.
+/// §5.1). A request-target the URI does not reproduce (absolute-form, CONNECT, non-UTF-8),
+/// and an HTTP/2 request (whose end-of-stream flag rebuilding would reset), keep Pingora's
+/// own per-field inserts.
 fn set_request_fields<const N: usize>(
     req: &mut RequestHeader,
     fields: [(&'static HeaderName, Option<HeaderValue>); N],

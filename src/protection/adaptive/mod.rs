@@ -190,14 +190,20 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_changing_mix_is_not_mistaken_for_load() {
+    /// A controller after ten steady windows (2 broad requests in 20), its time and limit.
+    fn warmed() -> (Adaptive, u64, u32) {
         let a = adaptive();
         let mut t = 0;
         for _ in 0..10 {
             window(&a, &mut t, 2, 1.0);
         }
-        let before = a.lock().limit.limit();
+        let limit = a.lock().limit.limit();
+        (a, t, limit)
+    }
+
+    #[test]
+    fn a_changing_mix_is_not_mistaken_for_load() {
+        let (a, mut t, before) = warmed();
         // The mix swings from 0 to 10 broad requests in 20, latency per class unchanged: a
         // mixed mean would swing 20 ms → 160 ms and cut the limit; per class, nothing moved.
         let mut lim = before;
@@ -209,12 +215,7 @@ mod tests {
 
     #[test]
     fn inflation_in_every_class_still_cuts() {
-        let a = adaptive();
-        let mut t = 0;
-        for _ in 0..10 {
-            window(&a, &mut t, 2, 1.0);
-        }
-        let before = a.lock().limit.limit();
+        let (a, mut t, before) = warmed();
         let mut lim = before;
         for _ in 0..10 {
             lim = window(&a, &mut t, 2, 3.0).unwrap_or(lim);
