@@ -151,21 +151,26 @@ async fn fire(target: SocketAddr, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// levee's metrics exposition (empty if it cannot be read).
+async fn metrics(admin: SocketAddr) -> String {
+    async {
+        let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+    .await
+    .unwrap_or_default()
+}
+
 /// Poll levee's metrics for one pool's limit, in-flight units and queue depth.
 async fn trace_pool(admin: SocketAddr, pool: String) {
     let start = Instant::now();
     loop {
-        let body = async {
-            let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                .await
-                .ok()?;
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await.ok()?;
-            Some(String::from_utf8_lossy(&buf).into_owned())
-        }
-        .await
-        .unwrap_or_default();
+        let body = metrics(admin).await;
         let get = |name: &str| {
             let key = format!("{name}{{pool=\"{pool}\"}} ");
             body.lines()
@@ -430,7 +435,8 @@ async fn main() {
         };
         eprintln!("running {setup} ...");
         // SPIKE_TRACE=POOL: print that pool's (or group's) limit, in-flight units and queue
-        // every 250 ms while the load runs, to see how the controller moves.
+        // every 250 ms while the load runs, to see how the controller moves; afterwards,
+        // levee's rejections by route and reason and each class's misses per half second.
         let trace = match (std::env::var("SPIKE_TRACE").ok(), levee.as_ref()) {
             (Some(pool), Some(l)) => Some(tokio::spawn(trace_pool(l.admin, pool))),
             _ => None,
@@ -438,6 +444,16 @@ async fn main() {
         let recs = run_load(targets(&direct, levee.as_ref().map(|l| l.addr))).await;
         if let Some(t) = trace {
             t.abort();
+            // Why levee turned requests away, by route and reason.
+            if let Some(l) = levee.as_ref() {
+                let body = metrics(l.admin).await;
+                for line in body
+                    .lines()
+                    .filter(|l| l.starts_with("levee_rejections_total"))
+                {
+                    eprintln!("  {line}");
+                }
+            }
         }
         drop(levee);
         let r = report(&recs, tier.max_waiting.load(Ordering::SeqCst));
@@ -471,6 +487,24 @@ async fn main() {
                 "  {setup} {} during the spike, (status, within objective): {by_status:?}",
                 c.name
             );
+        }
+        if std::env::var("SPIKE_TRACE").is_ok() {
+            // Misses per class per half-second bin of the spike: where the losses are.
+            let bins = (SPIKE.as_millis() / BIN.as_millis()) as usize;
+            for (ci, c) in CLASSES.iter().enumerate() {
+                let misses: Vec<usize> = (0..bins)
+                    .map(|b| {
+                        let lo = BASELINE + BIN * b as u32;
+                        recs.iter()
+                            .filter(|r| r.0 == ci && r.1 >= lo && r.1 < lo + BIN && !good(r))
+                            .count()
+                    })
+                    .collect();
+                eprintln!(
+                    "  {setup} {} misses per {BIN:?} of the spike: {misses:?}",
+                    c.name
+                );
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
