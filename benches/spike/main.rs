@@ -444,12 +444,12 @@ async fn main() {
         let recs = run_load(targets(&direct, levee.as_ref().map(|l| l.addr))).await;
         if let Some(t) = trace {
             t.abort();
-            // Why levee turned requests away, by route and reason.
+            // Why levee turned requests away, by route and reason (non-zero series only).
             if let Some(l) = levee.as_ref() {
                 let body = metrics(l.admin).await;
                 for line in body
                     .lines()
-                    .filter(|l| l.starts_with("levee_rejections_total"))
+                    .filter(|l| l.starts_with("levee_rejections_total") && !l.ends_with(" 0"))
                 {
                     eprintln!("  {line}");
                 }
