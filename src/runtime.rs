@@ -175,6 +175,8 @@ pub struct Shared {
     pub reloading: std::sync::Mutex<()>,
     /// The access log, when `[log]` is configured (set once at start).
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
+    /// When this process started (uptime in `/admin/status`).
+    pub started: std::time::Instant,
 }
 
 impl Shared {
@@ -187,6 +189,7 @@ impl Shared {
             switches: crate::switches::Switches::default(),
             reloading: std::sync::Mutex::new(()),
             access_log: std::sync::OnceLock::new(),
+            started: std::time::Instant::now(),
         })
     }
 }

@@ -18,6 +18,14 @@ use std::sync::Arc;
 /// With `upgrade`, the listening sockets are taken over from the levee running with the same
 /// `upgrade_sock` (which hands them over on SIGQUIT and drains).
 pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
+    if !upgrade {
+        // Pingora retries a busy port for 30 s while the rest of the process runs; refuse
+        // at once instead, naming the address (an upgrade inherits the old process's sockets).
+        check_free(&[
+            ("listen", config.server.listen),
+            ("admin_listen", config.server.admin_listen),
+        ])?;
+    }
     let metrics = Arc::new(Metrics::new());
     let server_spec = config.server.clone();
     let rt = Runtime::build(config, &metrics)?;
@@ -94,4 +102,38 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     server.add_service(supervisor);
     tracing::info!(listen = %server_spec.listen, admin = %server_spec.admin_listen, "levee starting");
     server.run_forever()
+}
+
+/// Bind each address once and release it: a port another process holds is an error now,
+/// with its config key, rather than a listener that never comes up.
+fn check_free(addrs: &[(&str, std::net::SocketAddr)]) -> Result<(), String> {
+    let errors: Vec<String> = addrs
+        .iter()
+        .filter_map(|(key, addr)| {
+            std::net::TcpListener::bind(addr)
+                .err()
+                .map(|e| format!("server.{key}: cannot listen on {addr}: {e}"))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_busy_port_is_refused_with_its_key() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap();
+        let free = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(super::check_free(&[("admin_listen", free)]), Ok(()));
+        let e = super::check_free(&[("listen", busy), ("admin_listen", free)]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("server.listen: cannot listen on {busy}: ")),
+            "{e}"
+        );
+    }
 }

@@ -70,8 +70,17 @@ impl BackgroundService for Supervisor {
                 tokio::spawn(health::run(Arc::downgrade(pool)));
             }
         }
+        let listen = rt.config.server.listen;
         drop(rt);
         tick_switches(shared, chrono::Utc::now());
+        // Ready means the proxy accepts: Pingora binds it on its own thread, after this starts.
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            up = accepting(listen) => if !up {
+                tracing::error!(%listen, "the proxy listener did not come up in 35 s; exiting");
+                std::process::exit(1);
+            }
+        }
         shared.ready.store(true, Ordering::Release);
 
         let mut hup = signal(SignalKind::hangup()).ok();
@@ -114,6 +123,26 @@ impl BackgroundService for Supervisor {
         shared.ready.store(false, Ordering::Release);
         drain(shared).await;
     }
+}
+
+/// Whether a connection to `listen` succeeds within 35 s (Pingora retries a busy port for
+/// 30). The port was free when levee started (`server::check_free`), so what accepts is ours.
+async fn accepting(listen: std::net::SocketAddr) -> bool {
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(match listen {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(target).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 /// After the shutdown signal the listeners are closed and Pingora waits `drain_timeout`

@@ -162,12 +162,15 @@ fn bad_durations() {
 fn zero_and_out_of_range_numbers() {
     let f = format!("{E}/zero_or_out_of_range.toml");
     let out = check(&f);
-    assert_refused(&out, &f, 2);
+    assert_refused(&out, &f, 3);
     out.has_line(&format!(
         "{f}:3:1: error: server.threads: 1000 is out of range: expected 1 to 256"
     ));
     out.has_line(&format!(
-        "{f}:7:1: error: pools.checkout.max_inflight: 0 is out of range: expected 1 to 1000000"
+        "{f}:4:1: error: server.listen: port 0 in \"0.0.0.0:0\": name the port to listen on (clients and checks need to know it)"
+    ));
+    out.has_line(&format!(
+        "{f}:8:1: error: pools.checkout.max_inflight: 0 is out of range: expected 1 to 1000000"
     ));
 }
 

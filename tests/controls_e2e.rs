@@ -51,10 +51,8 @@ async fn switches_need_the_token_take_effect_and_expire() {
             .status,
         401
     );
-    assert_eq!(
-        get(levee.proxy, "/search?q=a", &[]).await.unwrap().status,
-        200
-    );
+    let r = get(levee.proxy, "/search?q=a", &[]).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.header("x-levee-reason"));
 
     let r = switch(&levee, "search", body, Some(BEARER)).await;
     assert_eq!(r.status, 200, "{}", r.text());

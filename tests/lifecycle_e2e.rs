@@ -121,3 +121,37 @@ async fn upgrade_under_load_drops_no_request() {
     assert!(sent - before > 100, "load continued through the hand-over");
     assert_eq!((r.status, still.status), (200, 200));
 }
+
+#[test]
+fn a_port_another_process_holds_stops_levee_at_once_naming_it() {
+    // Held for the whole test: levee must not wait for it (Pingora alone retries for 30 s,
+    // while /readyz would say ready and another process answers on the port).
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("levee-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("levee.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[server]\nlisten = \"{busy}\"\nadmin_listen = \"127.0.0.1:{}\"\n\n\
+             [pools.p]\nendpoints = [\"127.0.0.1:9\"]\n\n[[routes]]\nname = \"web\"\npool = \"p\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(["run", "-c"])
+        .arg(&conf)
+        .env("LEVEE_LOG", "warn")
+        .output()
+        .expect("run levee");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("levee: server.listen: cannot listen on {busy}: ")),
+        "{stderr}"
+    );
+    drop(held);
+}

@@ -116,6 +116,12 @@ pub fn status(shared: &Shared) -> Value {
         })
         .collect();
     json!({
+        // Which process answers: tells an SRE whether a restart happened and which build runs.
+        "process": {
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+        },
         "config": rt.config.source.as_ref().map(|p| p.display().to_string()),
         "routes": routes,
         "pools": pools,

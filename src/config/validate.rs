@@ -538,7 +538,14 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
 }
 
 fn socket_addr(s: &str, path: &str, d: &mut Diags) -> Option<SocketAddr> {
-    match s.parse() {
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() == 0 => {
+            d.error(
+                path,
+                format!("port 0 in {s:?}: name the port to listen on (clients and checks need to know it)"),
+            );
+            None
+        }
         Ok(a) => Some(a),
         Err(_) => {
             d.error(

@@ -13,13 +13,22 @@ use tokio::net::TcpStream;
 #[allow(unused_imports)]
 pub use levee::demo::origin::{handler, serve, OriginRequest, OriginResponse};
 
-/// A free loopback port (bound then released; levee binds it right after).
+/// A free loopback port (bound then released; levee binds it right after). Never the same
+/// port twice in one test process, so two levees started side by side cannot both get it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Levee {
@@ -101,11 +110,15 @@ impl Levee {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
+            // Ready (levee waits for its proxy listener to accept before saying so), and the
+            // admin port is this child's: another process could have taken a released port.
             if let Ok(r) = get(self.admin, "/readyz", &[]).await {
                 if r.status == 200 {
-                    // The proxy listener starts alongside; make sure it accepts too.
-                    if TcpStream::connect(self.proxy).await.is_ok() {
-                        return true;
+                    if let Ok(st) = get(self.admin, "/admin/status", &[]).await {
+                        let pid = serde_json::from_slice::<serde_json::Value>(&st.body)
+                            .ok()
+                            .and_then(|v| v["process"]["pid"].as_u64());
+                        return pid == Some(u64::from(self.child.id()));
                     }
                 }
             }
