@@ -21,6 +21,8 @@ pub struct Metrics {
     duration: HistogramVec,
     inflight: IntGaugeVec,
     limit: IntGaugeVec,
+    requests_inflight: IntGaugeVec,
+    request_limit: IntGaugeVec,
     queued: IntGaugeVec,
     endpoint_up: IntGaugeVec,
     upstream_errors: IntCounterVec,
@@ -52,6 +54,10 @@ pub struct PoolMetrics {
     pub inflight: IntGauge,
     pub limit: IntGauge,
     pub queued: IntGauge,
+    /// `levee_upstream_requests_inflight`: requests, whatever their cost.
+    pub requests: IntGauge,
+    /// `levee_concurrency_limit_requests`; only adaptive pools and groups have the series.
+    pub request_limit: Option<IntGauge>,
     upstream_errors: [IntCounter; Reason::UPSTREAM.len()],
 }
 
@@ -103,6 +109,16 @@ impl Metrics {
             limit: gauge(
                 "levee_concurrency_limit",
                 "Current concurrency limit of the pool (max_inflight while the limit is static).",
+                &["pool"],
+            ),
+            requests_inflight: gauge(
+                "levee_upstream_requests_inflight",
+                "Requests in flight to the pool, whatever their cost (levee_upstream_inflight counts cost units).",
+                &["pool"],
+            ),
+            request_limit: gauge(
+                "levee_concurrency_limit_requests",
+                "Adaptive limit on requests in flight to the pool, whatever their cost (adaptive pools and groups only).",
                 &["pool"],
             ),
             queued: gauge(
@@ -222,9 +238,16 @@ impl Metrics {
             inflight: self.inflight.with_label_values(&[pool]),
             limit: self.limit.with_label_values(&[pool]),
             queued: self.queued.with_label_values(&[pool]),
+            requests: self.requests_inflight.with_label_values(&[pool]),
+            request_limit: None,
             upstream_errors: Reason::UPSTREAM
                 .map(|r| self.upstream_errors.with_label_values(&[pool, r.as_str()])),
         }
+    }
+
+    /// The request-limit gauge of an adaptive pool or group.
+    pub fn request_limit(&self, pool: &str) -> IntGauge {
+        self.request_limit.with_label_values(&[pool])
     }
 
     pub fn endpoint_up(&self, pool: &str, endpoint: &str) -> IntGauge {

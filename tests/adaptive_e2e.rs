@@ -368,3 +368,78 @@ async fn a_shared_backend_sheds_another_pools_low_priority_first() {
         serde_json::json!(["checkout", "search"])
     );
 }
+
+/// An origin with `workers` that each serve one request in `base_ms`; beyond that requests
+/// wait (latency grows with load). Records the most requests it ever had at once.
+async fn worker_origin(base_ms: u64, workers: u64, most: Arc<AtomicU64>) -> SocketAddr {
+    let inflight = Arc::new(AtomicU64::new(0));
+    serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handler(move |_r| {
+            let (inflight, most) = (inflight.clone(), most.clone());
+            async move {
+                let n = inflight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                let ms = base_ms * n.max(workers) / workers;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                inflight.fetch_sub(1, Ordering::SeqCst);
+                OriginResponse::new(200, "ok")
+            }
+        }),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheap_requests_cannot_flood_a_unit_budget_that_costly_ones_earned() {
+    // A backend of 16 workers. Costly searches (cost 8) with a few pages earn a limit of many
+    // units with ~12 requests in flight. When the searches stop and 64 clients ask for cheap
+    // pages (cost 1), the unit budget alone admits all 64 at once: four times the workers.
+    // The request limit, learned from the requests actually in flight, admits about what
+    // the backend served, then grows only while its latency stays clean.
+    let most = Arc::new(AtomicU64::new(0));
+    let origin = worker_origin(20, 16, most.clone()).await;
+    let levee = Levee::start(&format!(
+        "[pools.p]\nendpoints = [\"{origin}\"]\nmax_inflight = 400\nqueue = {{ max = 400, timeout = \"5s\" }}\n\
+         adaptive = {{ initial_limit = 8, window = \"50ms\" }}\n\n\
+         [[routes]]\nname = \"search\"\npool = \"p\"\ncost = 8\nmatch = {{ path_prefix = \"/search\" }}\n\n\
+         [[routes]]\nname = \"pdp\"\npool = \"p\"\n"
+    ))
+    .await;
+    let st = levee.status().await;
+    assert_eq!(
+        (&st["pools"][0]["limit"], &st["pools"][0]["request_limit"]),
+        (&serde_json::json!(8), &serde_json::json!(8))
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    load(levee.proxy, "/search", 8, stop.clone());
+    load(levee.proxy, "/p", 4, stop.clone());
+    let units = limit_until(&levee, Duration::from_secs(10), |l| l >= 64.0).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(units >= 64.0, "the unit limit only reached {units}");
+    let m = levee.metrics().await;
+    let rlimit = sample(&m, r#"levee_concurrency_limit_requests{pool="p"}"#).unwrap();
+    assert!(
+        rlimit <= 24.0,
+        "request limit {rlimit} with ~12 requests in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = most.swap(0, Ordering::SeqCst);
+
+    // The first 200 ms of the flood (four windows).
+    let stop = Arc::new(AtomicBool::new(false));
+    load(levee.proxy, "/p", 64, stop.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let flood = most.load(Ordering::SeqCst);
+    stop.store(true, Ordering::Relaxed);
+    eprintln!(
+        "unit limit {units}, request limit {rlimit}; most at the origin at once: {before}, then {flood} in the flood"
+    );
+    assert!(
+        flood <= 40,
+        "{flood} requests at once at a backend of 16 workers (request limit {rlimit}, unit limit {units})"
+    );
+    let m = levee.metrics().await;
+    assert!(sample(&m, r#"levee_upstream_requests_inflight{pool="p"}"#).is_some());
+}

@@ -274,6 +274,8 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
         r#"levee_request_duration_seconds_bucket{route="web"}"#,
         r#"levee_upstream_inflight{pool="p"}"#,
         r#"levee_concurrency_limit{pool="p"}"#,
+        r#"levee_concurrency_limit_requests{pool="p"}"#,
+        r#"levee_upstream_requests_inflight{pool="p"}"#,
         r#"levee_pool_queue_depth{pool="p"}"#,
         r#"levee_breaker_state{route="web"}"#,
         r#"levee_endpoint_up{pool="p"}"#,

@@ -158,7 +158,7 @@ async fn status_page_renders_updates_and_switches_routes() {
     let levee = Levee::start_full(
         "admin_token_file = \"admin.token\"",
         &format!(
-            "[pools.search]\nendpoints = [\"{origin}\"]\n\n[pools.web]\nendpoints = [\"{origin}\"]\n\n\
+            "[pools.search]\nendpoints = [\"{origin}\"]\nadaptive = {{ initial_limit = 20 }}\n\n[pools.web]\nendpoints = [\"{origin}\"]\n\n\
              [[routes]]\nname = \"search\"\npool = \"search\"\nmatch = {{ path_prefix = \"/search\" }}\n\n\
              [[routes]]\nname = \"web\"\npool = \"web\"\n"
         ),
@@ -182,6 +182,11 @@ async fn status_page_renders_updates_and_switches_routes() {
         .js("return document.querySelectorAll('#pools tbody tr').length")
         .await;
     assert_eq!(pools, 2);
+    // The adaptive pool shows its limit in units and in requests; the static one only units.
+    let limits = d
+        .js("return [...document.querySelectorAll('#pools tbody tr td:nth-child(2)')].map(t=>t.textContent).join(',')")
+        .await;
+    assert_eq!(limits, "20 · 20 req,64");
     assert_eq!(
         d.until("return document.querySelector('#conn').textContent=='live' && 'ok'")
             .await,

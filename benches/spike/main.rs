@@ -166,7 +166,7 @@ async fn metrics(admin: SocketAddr) -> String {
     .unwrap_or_default()
 }
 
-/// Poll levee's metrics for one pool's limit, in-flight units and queue depth.
+/// Poll levee's metrics for one pool's limits and in flight (units and requests) and queue depth.
 async fn trace_pool(admin: SocketAddr, pool: String) {
     let start = Instant::now();
     loop {
@@ -179,10 +179,12 @@ async fn trace_pool(admin: SocketAddr, pool: String) {
                 .to_string()
         };
         eprintln!(
-            "  t={:5.2}s limit={} inflight={} queued={}",
+            "  t={:5.2}s limit={} inflight={} | requests: limit={} inflight={} | queued={}",
             start.elapsed().as_secs_f64(),
             get("levee_concurrency_limit"),
             get("levee_upstream_inflight"),
+            get("levee_concurrency_limit_requests"),
+            get("levee_upstream_requests_inflight"),
             get("levee_pool_queue_depth")
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -436,7 +438,8 @@ async fn main() {
         eprintln!("running {setup} ...");
         // SPIKE_TRACE=POOL: print that pool's (or group's) limit, in-flight units and queue
         // every 250 ms while the load runs, to see how the controller moves; afterwards,
-        // levee's rejections by route and reason and each class's misses per half second.
+        // levee's rejections by route and reason and each class's misses per half second of
+        // each phase.
         let trace = match (std::env::var("SPIKE_TRACE").ok(), levee.as_ref()) {
             (Some(pool), Some(l)) => Some(tokio::spawn(trace_pool(l.admin, pool))),
             _ => None,
@@ -489,20 +492,34 @@ async fn main() {
             );
         }
         if std::env::var("SPIKE_TRACE").is_ok() {
-            // Misses per class per half-second bin of the spike: where the losses are.
-            let bins = (SPIKE.as_millis() / BIN.as_millis()) as usize;
+            // Misses per class per half-second bin of each phase: where the losses are.
+            let phases = [
+                ("baseline", Duration::ZERO, BASELINE),
+                ("spike", BASELINE, SPIKE),
+                ("recovery", BASELINE + SPIKE, RECOVERY),
+            ];
             for (ci, c) in CLASSES.iter().enumerate() {
-                let misses: Vec<usize> = (0..bins)
-                    .map(|b| {
-                        let lo = BASELINE + BIN * b as u32;
-                        recs.iter()
-                            .filter(|r| r.0 == ci && r.1 >= lo && r.1 < lo + BIN && !good(r))
-                            .count()
+                let misses: Vec<String> = phases
+                    .iter()
+                    .map(|&(name, from, len)| {
+                        let bins = (len.as_millis() / BIN.as_millis()) as u32;
+                        let m: Vec<usize> = (0..bins)
+                            .map(|b| {
+                                let lo = from + BIN * b;
+                                recs.iter()
+                                    .filter(|r| {
+                                        r.0 == ci && r.1 >= lo && r.1 < lo + BIN && !good(r)
+                                    })
+                                    .count()
+                            })
+                            .collect();
+                        format!("{name} {m:?}")
                     })
                     .collect();
                 eprintln!(
-                    "  {setup} {} misses per {BIN:?} of the spike: {misses:?}",
-                    c.name
+                    "  {setup} {} misses per {BIN:?}: {}",
+                    c.name,
+                    misses.join(" | ")
                 );
             }
         }

@@ -107,6 +107,8 @@ pub fn status(shared: &Shared) -> Value {
                 "pressure": p.bulkhead.pressure(),
                 "max_inflight": p.bulkhead.max_inflight(),
                 "inflight": p.bulkhead.inflight(),
+                "request_limit": p.bulkhead.request_limit(),
+                "requests_inflight": p.bulkhead.requests(),
                 "queue": { "depth": p.bulkhead.queued(), "max": p.bulkhead.queue_max(),
                            "timeout_ms": p.spec.queue_timeout.as_millis() as u64 },
                 "health_check": p.spec.health_check.as_ref().map(|h| json!({
@@ -131,6 +133,8 @@ pub fn status(shared: &Shared) -> Value {
             "limit": g.bulkhead.limit(),
             "max_inflight": g.bulkhead.max_inflight(),
             "inflight": g.bulkhead.inflight(),
+            "request_limit": g.bulkhead.request_limit(),
+            "requests_inflight": g.bulkhead.requests(),
             "queue": { "depth": g.bulkhead.queued(), "max": g.bulkhead.queue_max() },
             "cutoff": g.bulkhead.cutoff().as_str(),
             "pressure": g.bulkhead.pressure(),

@@ -4,6 +4,9 @@
 //! priority queue (`queue.max` waiters, each at most `queue.timeout`) and freed units go to
 //! the highest priority first.
 //!
+//! An adaptive pool has a second limit, on requests in flight whatever their cost (see
+//! `protection::adaptive`): a request needs room under both.
+//!
 //! Who is turned away first, as pressure rises:
 //! - **Queue full**: a newcomer evicts the newest waiter of a *lower* priority (answered
 //!   `overloaded`); if there is none, the newcomer is shed. So critical traffic is never shed
@@ -50,6 +53,8 @@ struct Inner {
     /// Mirrors of the state for lock-free reads (status, pressure).
     limit: AtomicU32,
     inflight: AtomicU32,
+    requests: AtomicU32,
+    rlimit: AtomicU32,
     queued: AtomicUsize,
     metrics: PoolMetrics,
 }
@@ -65,6 +70,10 @@ struct Waiter {
 struct State {
     limit: u32,
     inflight: u32,
+    /// Requests in flight, whatever their cost, and the adaptive limit on them
+    /// (`u32::MAX`: none).
+    requests: u32,
+    rlimit: u32,
     queues: [VecDeque<Waiter>; LEVELS],
     queued: usize,
     /// Requests of a priority below this are shed without queueing.
@@ -80,6 +89,13 @@ struct State {
 pub struct Permit {
     inner: Arc<Inner>,
     cost: u32,
+}
+
+impl Permit {
+    /// The units this permit holds.
+    pub fn cost(&self) -> u32 {
+        self.cost
+    }
 }
 
 impl Drop for Permit {
@@ -102,6 +118,8 @@ impl Bulkhead {
                 state: Mutex::new(State {
                     limit: max,
                     inflight: 0,
+                    requests: 0,
+                    rlimit: u32::MAX,
                     queues: Default::default(),
                     queued: 0,
                     cutoff: Priority::Sheddable,
@@ -114,6 +132,8 @@ impl Bulkhead {
                 queue_timeout,
                 limit: AtomicU32::new(max),
                 inflight: AtomicU32::new(0),
+                requests: AtomicU32::new(0),
+                rlimit: AtomicU32::new(u32::MAX),
                 queued: AtomicUsize::new(0),
                 metrics,
             }),
@@ -131,8 +151,9 @@ impl Bulkhead {
             let cost = cost.clamp(1, s.limit.max(1));
             let p = priority as usize;
             let ahead = s.queues[p..].iter().any(|q| !q.is_empty());
-            if !ahead && s.inflight + cost <= s.limit {
+            if !ahead && s.fits(cost) {
                 s.inflight += cost;
+                s.requests += 1;
                 inner.mirror(&s);
                 return Ok(self.permit(cost));
             }
@@ -209,6 +230,30 @@ impl Bulkhead {
         }
     }
 
+    /// Set the adaptive limit on requests in flight (whatever their cost), at least 1.
+    pub fn set_request_limit(&self, limit: u32) {
+        let mut s = self.inner.lock();
+        if s.rlimit != limit.max(1) {
+            s.rlimit = limit.max(1);
+            self.inner.rlimit.store(s.rlimit, Ordering::Relaxed);
+            if let Some(g) = &self.inner.metrics.request_limit {
+                g.set(i64::from(s.rlimit));
+            }
+            self.inner.grant(&mut s);
+            self.inner.mirror(&s);
+        }
+    }
+
+    /// Requests in flight.
+    pub fn requests(&self) -> u32 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// The adaptive limit on requests in flight, if the pool has one.
+    pub fn request_limit(&self) -> Option<u32> {
+        Some(self.inner.rlimit.load(Ordering::Relaxed)).filter(|&l| l != u32::MAX)
+    }
+
     pub fn max_inflight(&self) -> usize {
         self.inner.max_inflight as usize
     }
@@ -251,14 +296,17 @@ impl Inner {
     fn mirror(&self, s: &State) {
         self.limit.store(s.limit, Ordering::Relaxed);
         self.inflight.store(s.inflight, Ordering::Relaxed);
+        self.requests.store(s.requests, Ordering::Relaxed);
         self.queued.store(s.queued, Ordering::Relaxed);
         self.metrics.inflight.set(i64::from(s.inflight));
+        self.metrics.requests.set(i64::from(s.requests));
         self.metrics.queued.set(s.queued as i64);
     }
 
     fn release(&self, cost: u32) {
         let mut s = self.lock();
         s.inflight = s.inflight.saturating_sub(cost);
+        s.requests = s.requests.saturating_sub(1);
         self.grant(&mut s);
         self.adjust_cutoff(&mut s);
         self.mirror(&s);
@@ -282,7 +330,7 @@ impl Inner {
                 // Clamped again here: the limit may have fallen since the waiter queued,
                 // and a waiter that could never fit would block everyone behind it.
                 let cost = next.map_or(0, |w| w.cost.min(s.limit.max(1)));
-                if s.inflight + cost > s.limit {
+                if !s.fits(cost) {
                     break 'levels;
                 }
                 let w = if lifo {
@@ -294,6 +342,7 @@ impl Inner {
                 s.queued -= 1;
                 if w.grant.send(cost).is_ok() {
                     s.inflight += cost;
+                    s.requests += 1;
                 }
             }
         }
@@ -331,6 +380,11 @@ impl Inner {
 }
 
 impl State {
+    /// Whether `cost` more units and one more request fit within both limits.
+    fn fits(&self, cost: u32) -> bool {
+        self.inflight + cost <= self.limit && (self.requests < self.rlimit || self.requests == 0)
+    }
+
     fn remove(&mut self, p: Priority, id: u64) -> bool {
         let q = &mut self.queues[p as usize];
         match q.iter().position(|w| w.id == id) {
@@ -360,6 +414,7 @@ impl Drop for Waiting<'_> {
         if !s.remove(self.priority, self.id) {
             if let Ok(units) = rx.try_recv() {
                 s.inflight = s.inflight.saturating_sub(units);
+                s.requests = s.requests.saturating_sub(1);
             }
         }
         // Either way its place or its units are free now.
@@ -474,6 +529,31 @@ mod tests {
         drop(a);
         assert!(third.await.unwrap().is_ok());
         assert!(!huge.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_limit_counts_requests_whatever_their_cost() {
+        let b = bulkhead(100, 4);
+        b.set_request_limit(2);
+        let first = b.acquire(1, Normal).await.unwrap();
+        let _second = b.acquire(1, Normal).await.unwrap();
+        // 98 units free, but two requests in flight: the third waits.
+        let third = queue(&b, 1, Normal).await;
+        assert_eq!((b.requests(), b.queued()), (2, 1));
+        drop(first);
+        let _third = third.await.unwrap().unwrap();
+        assert_eq!((b.requests(), b.inflight()), (2, 2));
+        // A raised request limit admits waiters at once.
+        let fourth = queue(&b, 1, Normal).await;
+        assert_eq!(b.queued(), 1);
+        b.set_request_limit(3);
+        let _fourth = fourth.await.unwrap().unwrap();
+        assert_eq!((b.requests(), b.queued()), (3, 0));
+        // A lone request always fits, whatever the limit (it must never starve).
+        drop((_second, _third, _fourth));
+        b.set_request_limit(0);
+        let _lone = b.acquire(1, Normal).await.unwrap();
+        assert_eq!(b.requests(), 1);
     }
 
     #[tokio::test(start_paused = true)]

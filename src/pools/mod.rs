@@ -203,7 +203,10 @@ pub(crate) fn limiter(
     adaptive: Option<&AdaptiveSpec>,
     metrics: &Metrics,
 ) -> (PoolMetrics, Bulkhead, Option<Adaptive>) {
-    let pm = metrics.pool(name);
+    let mut pm = metrics.pool(name);
+    if adaptive.is_some() {
+        pm.request_limit = Some(metrics.request_limit(name));
+    }
     let bulkhead = Bulkhead::new(max_inflight, queue_max, queue_timeout, pm.clone());
     let adaptive = adaptive.map(|a| adaptive_for(a, max_inflight, &bulkhead));
     (pm, bulkhead, adaptive)
@@ -222,6 +225,7 @@ fn adaptive_for(a: &AdaptiveSpec, max_inflight: usize, b: &Bulkhead) -> Adaptive
     };
     let adaptive = Adaptive::new(cfg, a.window);
     b.set_limit(adaptive.initial_limit());
+    b.set_request_limit(adaptive.request_limit());
     adaptive
 }
 
@@ -230,6 +234,7 @@ pub(crate) fn feed(adaptive: Option<&Adaptive>, b: &Bulkhead, sample: Sample) {
     if let Some(a) = adaptive {
         if let Some(limit) = a.sample(sample, crate::protection::now_nanos()) {
             b.set_limit(limit);
+            b.set_request_limit(a.request_limit());
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Ctx {
     /// The units of the pool's group (shared backend), if it has one.
     pub group_permit: Option<Permit>,
     pub group_inflight_at_admit: u32,
+    pub group_reqs_at_admit: u32,
+    pub group_cost_at_admit: u32,
     pub request_id: Option<http::HeaderValue>,
     /// Set when levee answered (or will answer) the request itself.
     pub reason: Option<Reason>,
@@ -36,6 +38,9 @@ pub struct Ctx {
     pub upstream_head_at: Option<Instant>,
     /// Units in flight in the pool just after this request was admitted.
     pub inflight_at_admit: u32,
+    pub reqs_at_admit: u32,
+    /// Units the request took in its pool.
+    pub cost_at_admit: u32,
     /// The learned-cost entry this request counts toward (routes with `cost_key`).
     pub learned: Option<u64>,
     /// The W3C trace id (from the client's `traceparent`, or started by levee).
@@ -79,6 +84,8 @@ impl Ctx {
             permit: None,
             group_permit: None,
             group_inflight_at_admit: 0,
+            group_reqs_at_admit: 0,
+            group_cost_at_admit: 0,
             request_id: None,
             reason: None,
             start: Instant::now(),
@@ -89,6 +96,8 @@ impl Ctx {
             upstream_status: None,
             upstream_head_at: None,
             inflight_at_admit: 0,
+            reqs_at_admit: 0,
+            cost_at_admit: 0,
             learned: None,
             trace_id: None,
             new_traceparent: None,
@@ -136,6 +145,8 @@ impl Ctx {
         Some(Sample {
             rtt,
             inflight: self.inflight_at_admit,
+            reqs: self.reqs_at_admit,
+            cost: self.cost_at_admit,
             dropped: overload,
             class: self.route.as_ref().map_or(0, |r| r.class),
         })

@@ -183,12 +183,16 @@ impl LeveeProxy {
                 .await
                 .map_err(Refused::from)?;
             ctx.group_inflight_at_admit = group.bulkhead.inflight() as u32;
+            ctx.group_reqs_at_admit = group.bulkhead.requests();
+            ctx.group_cost_at_admit = g.cost();
             ctx.group_permit = Some(g);
         }
+        ctx.cost_at_admit = permit.cost();
         ctx.permit = Some(permit);
         let now = std::time::Instant::now();
         ctx.admitted_at = Some(now);
         ctx.inflight_at_admit = route.pool.bulkhead.inflight() as u32;
+        ctx.reqs_at_admit = route.pool.bulkhead.requests();
         route.pool.retries.request(protection::nanos_at(now));
         Ok(())
     }
@@ -682,6 +686,8 @@ impl ProxyHttp for LeveeProxy {
             if let Some(group) = &route.pool.group {
                 group.observe(protection::adaptive::Sample {
                     inflight: ctx.group_inflight_at_admit,
+                    reqs: ctx.group_reqs_at_admit,
+                    cost: ctx.group_cost_at_admit,
                     ..sample
                 });
             }

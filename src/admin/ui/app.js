@@ -72,7 +72,10 @@ function render(s) {
     const eps = el("td");
     for (const e of p.endpoints) eps.append(el("span", e.endpoint + " ", e.up ? "up" : "down"));
     tr.append(
-      el("td", p.name), el("td", String(p.limit), "num"), el("td", String(p.inflight), "num"),
+      el("td", p.name),
+      // Units (cost-weighted); an adaptive pool also limits requests whatever their cost.
+      el("td", p.request_limit == null ? String(p.limit) : `${p.limit} · ${p.request_limit} req`, "num"),
+      el("td", p.request_limit == null ? String(p.inflight) : `${p.inflight} · ${p.requests_inflight} req`, "num"),
       el("td", `${p.queue.depth}/${p.queue.max}`, "num"),
       el("td", p.cutoff === "sheddable" ? "nothing shed" : p.cutoff),
       el("td", Number(p.pressure).toFixed(2), "num"), eps,

@@ -81,6 +81,8 @@ pub struct Window {
     pub mean_rtt: u64,
     /// Highest in-flight count (units) seen when a request of the window was admitted.
     pub peak_inflight: u32,
+    /// The most units one request of the window took (1 for a limit counted in requests).
+    pub max_cost: u32,
     /// Any timeout, connect failure or 503/429 from the upstream in the window.
     pub dropped: bool,
 }
@@ -218,7 +220,11 @@ impl GradientLimit {
             if self.clean >= CLEAN_TO_FORGET {
                 self.knee = f64::INFINITY;
             }
-            if f64::from(w.peak_inflight) >= self.limit * APP_LIMITED {
+            // Used: in flight near the limit, or too near it for the costliest request to
+            // fit once more (a pool of cost-8 searches at 16 of 22 units admits no third
+            // one, and would never reach 3/4 of a limit above 22).
+            let peak = f64::from(w.peak_inflight);
+            if peak >= self.limit * APP_LIMITED || peak + f64::from(w.max_cost) > self.limit {
                 // (Growing by a quarter a window below the knee, like TCP's slow start, was
                 // tried: in the spike benchmark the refills overshot, pdp 86–87%, narrow
                 // searches 57–65%, against 91–100% and 73–82% with the queue allowance.)
@@ -260,6 +266,7 @@ mod tests {
         Window {
             mean_rtt: rtt_ms * MS,
             peak_inflight: peak,
+            max_cost: 1,
             dropped: false,
         }
     }
@@ -289,6 +296,25 @@ mod tests {
         let mut t = 0;
         // Only 5 requests in flight at most: no reason to raise a limit of 20.
         assert_eq!(run(&mut l, &mut t, 200, |_| ok(10, 5)), 20);
+    }
+
+    #[test]
+    fn costly_requests_alone_still_grow_the_limit() {
+        let mut l = GradientLimit::new(cfg());
+        let mut t = 0;
+        // Requests of cost 8 only: at a limit of 20 two fit (16 units), a third does not.
+        // The limit grows until three do, then stops: 16 + 8 = 24 fits a limit of 24.
+        let grown = run(&mut l, &mut t, 50, |lim| Window {
+            max_cost: 8,
+            ..ok(10, (lim / 8).min(2) * 8)
+        });
+        assert_eq!(grown, 24);
+        // With the demand there (as many as fit), it keeps growing.
+        let more = run(&mut l, &mut t, 30, |lim| Window {
+            max_cost: 8,
+            ..ok(10, lim / 8 * 8)
+        });
+        assert!(more > 100, "{more}");
     }
 
     /// A backend that serves `cap` at once in 10 ms and queues the rest: latency grows with

@@ -1,7 +1,8 @@
 //! Adaptive concurrency per pool or shared backend (`adaptive = true`): finished requests
 //! feed samples into a window; each closed window goes to the pure `limit::GradientLimit`,
 //! and the new limit is set on the bulkhead (which hands out permits in cost units, by
-//! priority). `levee_concurrency_limit{pool}` follows it.
+//! priority). `levee_concurrency_limit{pool}` follows it, and
+//! `levee_concurrency_limit_requests{pool}` the limit on requests (below).
 //!
 //! **Latency is judged per class.** A pool serves requests of very different cost (a broad
 //! category search takes ten times a narrow one), so the mean latency of a window moves with
@@ -12,6 +13,19 @@
 //! of each class over its own baseline, averaged over the window's requests. The limit then
 //! sees "latency x1.0" for an unloaded backend whatever the mix. `MAX_CLASSES` bounds the
 //! table (routes come from config).
+//!
+//! **Two limits: units and requests.** The limit is in cost units, so the SRE can say a broad
+//! search weighs 8. But a backend's capacity is usually counted in requests (workers,
+//! connections), and a unit budget sized while costly requests held it admits eight times
+//! as many cheap ones once the costly ones are shed. In the spike benchmark that is what
+//! pushed the tier of 32 workers over its cliff: the unit limit stood at ~160 with latency
+//! clean, then cheap requests filled it in 250 ms as their latency grew. So a second
+//! `GradientLimit`, fed the same latency with the window's peak in *requests*, limits
+//! requests in flight; the bulkhead admits a request only under both (a lone request always
+//! fits). The request limit grows only while requests in flight reach 3/4 of it, so costly
+//! traffic does not raise it. With it the benchmark's shared tier kept product pages and
+//! narrow searches above their targets through the spike (benches/RESULTS.md, session 6),
+//! against 97.6–100% and 84–89% before.
 
 pub mod limit;
 
@@ -27,6 +41,10 @@ pub struct Sample {
     pub rtt: Option<Duration>,
     /// Units in flight in the pool when the request was admitted (itself included).
     pub inflight: u32,
+    /// Requests in flight in the pool when the request was admitted (itself included).
+    pub reqs: u32,
+    /// The units the request took.
+    pub cost: u32,
     /// A timeout, connect failure, or 503/429 from the upstream.
     pub dropped: bool,
     /// Which class of request (a route): latency is compared within a class.
@@ -49,7 +67,11 @@ struct Class {
 }
 
 struct State {
+    /// The limit in cost units, and the one in requests (same latency, own peak).
     limit: GradientLimit,
+    rlimit: GradientLimit,
+    rpeak: u32,
+    max_cost: u32,
     opened: u64,
     classes: HashMap<u64, Class>,
     samples: u64,
@@ -71,7 +93,10 @@ impl Adaptive {
         Adaptive {
             window,
             state: Mutex::new(State {
-                limit: GradientLimit::new(cfg),
+                limit: GradientLimit::new(cfg.clone()),
+                rlimit: GradientLimit::new(cfg),
+                rpeak: 0,
+                max_cost: 0,
                 opened: 0,
                 classes: HashMap::new(),
                 samples: 0,
@@ -79,6 +104,11 @@ impl Adaptive {
                 dropped: false,
             }),
         }
+    }
+
+    /// The limit on requests in flight, whatever their cost.
+    pub fn request_limit(&self) -> u32 {
+        self.lock().rlimit.limit()
     }
 
     pub fn initial_limit(&self) -> u32 {
@@ -109,6 +139,8 @@ impl Adaptive {
             st.samples += 1;
         }
         st.peak = st.peak.max(s.inflight);
+        st.rpeak = st.rpeak.max(s.reqs);
+        st.max_cost = st.max_cost.max(s.cost);
         st.dropped |= s.dropped;
         let age = now.saturating_sub(st.opened);
         let w = self.window.as_nanos() as u64;
@@ -142,8 +174,17 @@ impl Adaptive {
                 (weighted / n as f64 * UNIT) as u64
             },
             peak_inflight: st.peak,
+            max_cost: st.max_cost.max(1),
             dropped: st.dropped,
         };
+        let rw = Window {
+            peak_inflight: st.rpeak,
+            max_cost: 1,
+            ..window
+        };
+        st.max_cost = 0;
+        st.rlimit.update(rw, now);
+        st.rpeak = 0;
         st.opened = now;
         st.samples = 0;
         st.peak = 0;
@@ -181,6 +222,8 @@ mod tests {
             let s = Sample {
                 rtt: Some(Duration::from_micros((ms * scale * 1000.0) as u64)),
                 inflight: 40,
+                reqs: 40,
+                cost: 1,
                 dropped: false,
                 class,
             };
@@ -211,6 +254,53 @@ mod tests {
             lim = window(&a, &mut t, if k % 2 == 0 { 0 } else { 10 }, 1.0).unwrap_or(lim);
         }
         assert!(lim >= before, "{before} -> {lim}");
+    }
+
+    #[test]
+    fn the_request_limit_follows_requests_not_units() {
+        // Units in flight at the limit (costly requests), but only 5 requests: with flat
+        // latency the unit limit grows, the request limit has no reason to.
+        let a = adaptive();
+        let mut t = 0;
+        let start = a.request_limit();
+        for _ in 0..20 {
+            for _ in 0..20 {
+                t += 5 * MS;
+                let units = a.lock().limit.limit();
+                let s = Sample {
+                    rtt: Some(Duration::from_millis(20)),
+                    inflight: units,
+                    reqs: 5,
+                    cost: 8,
+                    dropped: false,
+                    class: 1,
+                };
+                a.sample(s, t);
+            }
+        }
+        assert_eq!(a.request_limit(), start);
+        assert!(a.lock().limit.limit() > start * 2);
+        // Latency triples: both fall.
+        let units = a.lock().limit.limit();
+        let reqs = a.request_limit();
+        for _ in 0..200 {
+            t += 5 * MS;
+            let s = Sample {
+                rtt: Some(Duration::from_millis(60)),
+                inflight: units,
+                reqs: 5,
+                cost: 8,
+                dropped: false,
+                class: 1,
+            };
+            a.sample(s, t);
+        }
+        // A third off within a second, as in `inflation_in_every_class_still_cuts`.
+        let units_now = a.lock().limit.limit();
+        let reqs_now = a.request_limit();
+        assert!(units_now * 3 < units * 2, "units {units} -> {units_now}");
+        // The request limit sat far above the 5 in flight; it still falls by a quarter.
+        assert!(reqs_now * 4 < reqs * 3, "requests {reqs} -> {reqs_now}");
     }
 
     #[test]
