@@ -1,6 +1,7 @@
 //! Process lifecycle (issue #5): SIGTERM drains (in-flight requests finish, then exit), and a
 //! zero-downtime upgrade (a new levee started with `--upgrade` takes the listening sockets
-//! over when the old one gets SIGQUIT) drops no request under load.
+//! over when the old one gets SIGQUIT) drops no request under load; a busy port stops levee
+//! at once; `levee demo` serves every pool from its own backends.
 
 mod common;
 use common::*;
@@ -154,4 +155,73 @@ fn a_port_another_process_holds_stops_levee_at_once_naming_it() {
         "{stderr}"
     );
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_every_pool_from_its_own_backends() {
+    // The README's first command: `levee demo` brings its backends (18081-18084) and serves
+    // conf/demo.toml's routes on 8080, admin on 9901. Fixed ports: if something else holds
+    // them, levee exits naming the port, and this test fails saying so.
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .arg("demo")
+        .env("LEVEE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start levee demo");
+    let (proxy, admin): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "127.0.0.1:8080".parse().unwrap(),
+        "127.0.0.1:9901".parse().unwrap(),
+    );
+    let t = Instant::now();
+    let mut ready = false;
+    while !ready && t.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(status)) = demo.try_wait() {
+            let out = demo.wait_with_output().unwrap();
+            panic!(
+                "levee demo exited ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ready = get(admin, "/readyz", &[])
+            .await
+            .is_ok_and(|r| r.status == 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        let _ = demo.kill();
+        let out = demo.wait_with_output().unwrap();
+        panic!(
+            "levee demo did not become ready in 20 s: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let st: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/admin/status", &[]).await.unwrap().body).unwrap();
+    assert_eq!(
+        st["process"]["pid"],
+        u64::from(demo.id()),
+        "another process on 9901"
+    );
+    let reason = |r: &Resp| r.header("x-levee-reason").map(str::to_string);
+    let pdp = get(proxy, "/p/123", &[]).await.unwrap();
+    let narrow = get(proxy, "/search?q=socks", &[]).await.unwrap();
+    let web = get(proxy, "/", &[]).await.unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_eq!(
+        [pdp.status, narrow.status, web.status],
+        [200, 200, 200],
+        "{:?}",
+        [reason(&pdp), reason(&narrow), reason(&web)]
+    );
+    let pools: Vec<&str> = st["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for p in ["pdp", "search", "checkout", "web"] {
+        assert!(pools.contains(&p), "pool {p} missing: {pools:?}");
+    }
 }
