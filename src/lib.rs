@@ -10,6 +10,7 @@ pub mod demo;
 pub mod edge;
 pub mod metrics;
 pub mod pools;
+pub mod process_metrics;
 pub mod protection;
 pub mod proxy;
 pub mod ratelog;

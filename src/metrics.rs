@@ -186,6 +186,9 @@ impl Metrics {
             ),
             registry,
         };
+        must(m.registry.register(Box::new(must(
+            crate::process_metrics::ProcessCollector::new(),
+        ))));
         m.precreate();
         m
     }

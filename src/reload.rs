@@ -2,7 +2,8 @@
 //! atomically. Triggered by SIGHUP, `POST /admin/reload`, or a change of the file (watched by
 //! the supervisor, debounced). Requests in flight finish under the snapshot they started with.
 //! An invalid config is refused with every error (logged, and returned to the admin caller),
-//! and the running config stays. `levee_config_reloads_total{result}` counts both.
+//! and the running config stays. So is a config with no routes replacing one that has some
+//! (an emptied or truncated file would otherwise answer every request 404). `levee_config_reloads_total{result}` counts both.
 //!
 //! What survives (see `Runtime::rebuild`): pools whose settings are unchanged keep their
 //! bulkhead (in-flight slots, queue), adaptive limit, health state and upstream connections;
@@ -48,6 +49,19 @@ pub fn reload(shared: &Arc<Shared>, trigger: &str) -> Outcome {
             return refused(shared, trigger, errors);
         }
     };
+    if loaded.config.routes.is_empty() && !old.config.routes.is_empty() {
+        // Valid at start (with a warning), but as a change it would answer every request
+        // 404: an emptied or truncated file is the usual cause, not an intent.
+        return refused(
+            shared,
+            trigger,
+            vec![format!(
+                "{}: routes: the new config has no routes, so every request would get 404 no_route; the running {} routes stay (to run without routes, restart with that file)",
+                path.display(),
+                old.config.routes.len()
+            )],
+        );
+    }
     let mut messages: Vec<String> = loaded
         .warnings
         .iter()

@@ -180,6 +180,20 @@ async fn reload_applies_refuses_and_keeps_state() {
     );
     assert!(sample(&m, r#"levee_config_reloads_total{result="failure"}"#).unwrap() >= 1.0);
 
+    // An emptied file (a truncated save, a bad deploy) is valid alone but would 404 every
+    // request: refused too, the running routes stay.
+    levee.rewrite("");
+    let r = send(levee.admin, "POST", "/admin/reload", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("the new config has no routes"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(get(levee.proxy, "/new", &[]).await.unwrap().status, 200);
+
     // SIGHUP reloads too; and so does a change of the file by itself (debounced).
     levee.rewrite(&body(""));
     assert_eq!(unsafe_kill(levee.pid(), "HUP"), 0);

@@ -281,6 +281,9 @@ async fn a_real_prometheus_sees_the_dashboard_series_move() {
         r#"levee_endpoint_up{pool="p"}"#,
         r#"levee_config_reloads_total{result="failure"}"#,
         r#"levee_cache_bytes{route="pdp"}"#,
+        r#"process_open_fds{job="levee"}"#,
+        r#"process_max_fds{job="levee"}"#,
+        r#"levee_build_info{job="levee"}"#,
         r#"up{job="levee"}"#,
     ] {
         assert!(!query(&prom, q).await.is_empty(), "no series for {q}");
