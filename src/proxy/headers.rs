@@ -4,7 +4,6 @@
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use pingora_http::{RequestHeader, ResponseHeader};
-use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -77,19 +76,21 @@ pub fn forwarded(
 
 /// The `X-Forwarded-For` value with `ip` appended to what earlier hops wrote.
 fn forwarded_for(req: &RequestHeader, ip: IpAddr) -> Option<HeaderValue> {
-    let mut joined = Vec::with_capacity(48);
+    // Built on the stack in the usual case (one or two hops): the header value is then the
+    // only allocation.
+    let mut joined = smallvec::SmallVec::<[u8; 64]>::new();
     for v in req.headers.get_all(&X_FORWARDED_FOR) {
         joined.extend_from_slice(v.as_bytes());
         joined.extend_from_slice(b", ");
     }
     push_ip(&mut joined, ip);
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)).ok()
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 /// `ip` in its usual text form; IPv4 (the common case) without the formatting machinery.
-fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+fn push_ip(out: &mut smallvec::SmallVec<[u8; 64]>, ip: IpAddr) {
     let IpAddr::V4(v4) = ip else {
-        let _ = write!(out, "{ip}");
+        out.extend_from_slice(ip.to_string().as_bytes());
         return;
     };
     for (i, &o) in v4.octets().iter().enumerate() {
@@ -143,7 +144,11 @@ fn set_request_fields<const N: usize>(
 /// Put the request id on the response to the client, by the same one-step route as
 /// [`set_request_fields`] (the name goes out in lower case).
 pub fn set_response_id(resp: &mut ResponseHeader, id: &HeaderValue) {
-    let phrase = resp.get_reason_phrase().map(str::to_owned);
+    // Only a non-standard phrase needs keeping: without one Pingora writes the standard one.
+    let phrase = resp
+        .get_reason_phrase()
+        .filter(|p| Some(*p) != resp.status.canonical_reason())
+        .map(str::to_owned);
     let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(resp, empty));
     parts.headers.insert(X_REQUEST_ID.clone(), id.clone());
@@ -305,6 +310,19 @@ mod tests {
     }
 
     #[test]
+    fn the_response_id_keeps_a_non_standard_reason_phrase() {
+        let id = HeaderValue::from_static("id1");
+        // (A standard one is not copied: Pingora gives the status's own phrase back.)
+        for phrase in ["Fine Thanks", "OK"] {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            resp.set_reason_phrase(Some(phrase)).unwrap();
+            set_response_id(&mut resp, &id);
+            assert_eq!(resp.get_reason_phrase(), Some(phrase));
+            assert_eq!(resp.headers.get(REQUEST_ID).unwrap(), "id1");
+        }
+    }
+
+    #[test]
     fn addresses_are_written_as_text() {
         for ip in [
             "0.0.0.0",
@@ -314,9 +332,9 @@ mod tests {
             "8.80.108.9",
             "::1",
         ] {
-            let mut out = Vec::new();
+            let mut out = smallvec::SmallVec::new();
             push_ip(&mut out, ip.parse().unwrap());
-            assert_eq!(String::from_utf8(out).unwrap(), ip);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), ip);
         }
     }
 
