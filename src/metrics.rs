@@ -253,6 +253,12 @@ impl Metrics {
         self.request_limit.with_label_values(&[pool])
     }
 
+    /// Drop the request-limit series of a pool or group that is no longer adaptive (a reload
+    /// turned it static), so it does not stand at its last value.
+    pub fn forget_request_limit(&self, pool: &str) {
+        let _ = self.request_limit.remove_label_values(&[pool]);
+    }
+
     pub fn endpoint_up(&self, pool: &str, endpoint: &str) -> IntGauge {
         self.endpoint_up.with_label_values(&[pool, endpoint])
     }

@@ -104,17 +104,19 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     server.run_forever()
 }
 
-/// Bind each address once and release it: a port another process holds is an error now,
-/// with its config key, rather than a listener that never comes up.
+/// Bind each address and release them all at the end: a port another process holds (or two
+/// keys on one port, such as `0.0.0.0:8080` and `127.0.0.1:8080`) is an error now, with its
+/// config key, rather than a listener that never comes up.
 fn check_free(addrs: &[(&str, std::net::SocketAddr)]) -> Result<(), String> {
-    let errors: Vec<String> = addrs
-        .iter()
-        .filter_map(|(key, addr)| {
-            std::net::TcpListener::bind(addr)
-                .err()
-                .map(|e| format!("server.{key}: cannot listen on {addr}: {e}"))
-        })
-        .collect();
+    let mut held = Vec::new();
+    let mut errors = Vec::new();
+    for (key, addr) in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => held.push(l),
+            Err(e) => errors.push(format!("server.{key}: cannot listen on {addr}: {e}")),
+        }
+    }
+    drop(held);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -133,6 +135,19 @@ mod tests {
         let e = super::check_free(&[("listen", busy), ("admin_listen", free)]).unwrap_err();
         assert!(
             e.starts_with(&format!("server.listen: cannot listen on {busy}: ")),
+            "{e}"
+        );
+        // Two keys on one port: the second is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let any = format!("0.0.0.0:{port}").parse().unwrap();
+        let lo = format!("127.0.0.1:{port}").parse().unwrap();
+        let e = super::check_free(&[("listen", any), ("admin_listen", lo)]).unwrap_err();
+        assert!(
+            e.starts_with("server.admin_listen: cannot listen on"),
             "{e}"
         );
     }

@@ -72,10 +72,17 @@ impl BackgroundService for Supervisor {
         }
         let listen = rt.config.server.listen;
         drop(rt);
+        // Before anything waits: SIGHUP's default action would kill the process, and an edit
+        // made while levee starts must still count as a change.
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut seen = mtime(shared);
         tick_switches(shared, chrono::Utc::now());
         // Ready means the proxy accepts: Pingora binds it on its own thread, after this starts.
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                drain(shared).await;
+                return;
+            }
             up = accepting(listen) => if !up {
                 tracing::error!(%listen, "the proxy listener did not come up in 35 s; exiting");
                 std::process::exit(1);
@@ -83,10 +90,8 @@ impl BackgroundService for Supervisor {
         }
         shared.ready.store(true, Ordering::Release);
 
-        let mut hup = signal(SignalKind::hangup()).ok();
         let mut second = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
-        let mut seen = mtime(shared);
         let mut pending: Option<Stamp> = None;
         loop {
             tokio::select! {
@@ -126,19 +131,30 @@ impl BackgroundService for Supervisor {
 }
 
 /// Whether a connection to `listen` succeeds within 35 s (Pingora retries a busy port for
-/// 30). The port was free when levee started (`server::check_free`), so what accepts is ours.
+/// 30). The port was free a moment earlier (`server::check_free`), so what accepts is almost
+/// certainly ours (in an upgrade it is the socket the old process hands over). A wildcard
+/// address is probed on loopback (`[::]` on both `::1` and 127.0.0.1: a dual-stack bind
+/// serves IPv4 even where `::1` is missing); each attempt gives up after a second, so a
+/// dropped SYN cannot outlast the deadline.
 async fn accepting(listen: std::net::SocketAddr) -> bool {
-    let mut target = listen;
-    if target.ip().is_unspecified() {
-        target.set_ip(match listen {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let port = listen.port();
+    let targets: Vec<SocketAddr> = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => vec![(Ipv4Addr::LOCALHOST, port).into()],
+        IpAddr::V6(ip) if ip.is_unspecified() => vec![
+            (Ipv6Addr::LOCALHOST, port).into(),
+            (Ipv4Addr::LOCALHOST, port).into(),
+        ],
+        _ => vec![listen],
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(target).await.is_ok() {
-            return true;
+        for &t in &targets {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(t));
+            if matches!(attempt.await, Ok(Ok(_))) {
+                return true;
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

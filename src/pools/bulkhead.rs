@@ -280,11 +280,16 @@ impl Bulkhead {
         self.inner.lock().cutoff
     }
 
-    /// Demand over capacity: (units in flight + waiters) / limit. 1.0 is a full pool with an
-    /// empty queue.
+    /// Demand over capacity: (units in flight + waiters) / limit, or the same in requests
+    /// against the request limit when that is the higher (it is what holds traffic back once
+    /// costly requests are shed). 1.0 is a full pool with an empty queue.
     pub fn pressure(&self) -> f64 {
-        let limit = f64::from(self.limit().max(1));
-        (self.inflight() as f64 + self.queued() as f64) / limit
+        let queued = self.queued() as f64;
+        let units = (self.inflight() as f64 + queued) / f64::from(self.limit().max(1));
+        match self.request_limit() {
+            Some(r) => units.max((f64::from(self.requests()) + queued) / f64::from(r.max(1))),
+            None => units,
+        }
     }
 }
 
@@ -549,6 +554,9 @@ mod tests {
         b.set_request_limit(3);
         let _fourth = fourth.await.unwrap().unwrap();
         assert_eq!((b.requests(), b.queued()), (3, 0));
+        // Pressure counts requests against the request limit when that binds: 3 in flight
+        // of 3 allowed, none waiting, is 1.0 although 97 units are free.
+        assert_eq!(b.pressure(), 1.0);
         // A lone request always fits, whatever the limit (it must never starve).
         drop((_second, _third, _fourth));
         b.set_request_limit(0);

@@ -206,6 +206,8 @@ pub(crate) fn limiter(
     let mut pm = metrics.pool(name);
     if adaptive.is_some() {
         pm.request_limit = Some(metrics.request_limit(name));
+    } else {
+        metrics.forget_request_limit(name);
     }
     let bulkhead = Bulkhead::new(max_inflight, queue_max, queue_timeout, pm.clone());
     let adaptive = adaptive.map(|a| adaptive_for(a, max_inflight, &bulkhead));
@@ -273,6 +275,29 @@ mod tests {
             slow_start,
         };
         Pool::new(&spec, &Metrics::new(), None).unwrap()
+    }
+
+    #[test]
+    fn the_request_limit_series_exists_only_while_the_pool_is_adaptive() {
+        let m = Metrics::new();
+        let spec = AdaptiveSpec {
+            min_limit: 4,
+            initial_limit: 20,
+            tolerance: 1.5,
+            backoff: 0.9,
+            smoothing: 0.2,
+            window: Duration::from_millis(100),
+        };
+        let series = "levee_concurrency_limit_requests{pool=\"p\"} 20";
+        let text = |m: &Metrics| String::from_utf8(m.encode()).unwrap();
+        let (_pm, b, a) = limiter("p", 64, 8, Duration::from_secs(1), Some(&spec), &m);
+        assert!(a.is_some());
+        assert_eq!(b.request_limit(), Some(20));
+        assert!(text(&m).contains(series), "{}", text(&m));
+        // A reload makes the pool static: the series goes rather than stand at 20.
+        let (_pm, b, _) = limiter("p", 64, 8, Duration::from_secs(1), None, &m);
+        assert_eq!(b.request_limit(), None);
+        assert!(!text(&m).contains("levee_concurrency_limit_requests{"));
     }
 
     #[test]
