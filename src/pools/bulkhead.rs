@@ -5,7 +5,8 @@
 //! the highest priority first.
 //!
 //! An adaptive pool has a second limit, on requests in flight whatever their cost (see
-//! `protection::adaptive`): a request needs room under both.
+//! `protection::adaptive`): a request needs room under both, and the last eighth of the
+//! request limit is for `normal` priority and above.
 //!
 //! Who is turned away first, as pressure rises:
 //! - **Queue full**: a newcomer evicts the newest waiter of a *lower* priority (answered
@@ -151,7 +152,7 @@ impl Bulkhead {
             let cost = cost.clamp(1, s.limit.max(1));
             let p = priority as usize;
             let ahead = s.queues[p..].iter().any(|q| !q.is_empty());
-            if !ahead && s.fits(cost) {
+            if !ahead && s.fits(cost, priority) {
                 s.inflight += cost;
                 s.requests += 1;
                 inner.mirror(&s);
@@ -335,7 +336,7 @@ impl Inner {
                 // Clamped again here: the limit may have fallen since the waiter queued,
                 // and a waiter that could never fit would block everyone behind it.
                 let cost = next.map_or(0, |w| w.cost.min(s.limit.max(1)));
-                if !s.fits(cost) {
+                if !s.fits(cost, Priority::from_index(p)) {
                     break 'levels;
                 }
                 let w = if lifo {
@@ -385,9 +386,19 @@ impl Inner {
 }
 
 impl State {
-    /// Whether `cost` more units and one more request fit within both limits.
-    fn fits(&self, cost: u32) -> bool {
-        self.inflight + cost <= self.limit && (self.requests < self.rlimit || self.requests == 0)
+    /// Whether `cost` more units and one more request of priority `p` fit within both
+    /// limits. Below `normal`, the last eighth of the request limit is not for them: a
+    /// sheddable request holds its slot for as long as it runs (a broad search, 300 ms and
+    /// more), and the slots it takes while nobody above it happens to be waiting are the ones
+    /// the next burst of product pages and narrow searches then waits for.
+    fn fits(&self, cost: u32, p: Priority) -> bool {
+        let reserve = if p < Priority::Normal && self.rlimit != u32::MAX {
+            self.rlimit.div_ceil(8)
+        } else {
+            0
+        };
+        self.inflight + cost <= self.limit
+            && (self.requests == 0 || self.requests + reserve < self.rlimit)
     }
 
     fn remove(&mut self, p: Priority, id: u64) -> bool {
@@ -562,6 +573,37 @@ mod tests {
         b.set_request_limit(0);
         let _lone = b.acquire(1, Normal).await.unwrap();
         assert_eq!(b.requests(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_eighth_of_the_request_limit_is_kept_from_low_priorities() {
+        let b = bulkhead(100, 8);
+        b.set_request_limit(8);
+        let mut held = Vec::new();
+        for _ in 0..7 {
+            held.push(b.acquire(1, Sheddable).await.unwrap());
+        }
+        // 7 of 8: a sheddable request waits, a normal one takes the last slot.
+        let eighth = queue(&b, 1, Sheddable).await;
+        assert_eq!((b.requests(), b.queued()), (7, 1));
+        held.push(b.acquire(1, Normal).await.unwrap());
+        assert_eq!(b.requests(), 8);
+        // Two leave: the waiting sheddable request gets one slot, the other stays free.
+        held.truncate(6);
+        let _eighth = eighth.await.unwrap().unwrap();
+        assert_eq!((b.requests(), b.queued()), (7, 0));
+        // Without a request limit (a static pool) nothing is held back.
+        let s = bulkhead(4, 4);
+        let _all: Vec<_> = futures_all(&s, 4).await;
+        assert_eq!(s.requests(), 4);
+    }
+
+    async fn futures_all(b: &Arc<Bulkhead>, n: usize) -> Vec<Permit> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(b.acquire(1, Sheddable).await.unwrap());
+        }
+        v
     }
 
     #[tokio::test(start_paused = true)]
