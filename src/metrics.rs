@@ -103,7 +103,7 @@ impl Metrics {
             duration,
             inflight: gauge(
                 "levee_upstream_inflight",
-                "Requests holding a slot of the pool's bulkhead.",
+                "Cost units held by requests in flight to the pool (levee_upstream_requests_inflight counts the requests).",
                 &["pool"],
             ),
             limit: gauge(

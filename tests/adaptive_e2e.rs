@@ -11,15 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An origin that serves `cap` requests at once in `base_ms`; beyond that each request takes
-/// proportionally longer (a backend whose queue makes everyone slower).
-async fn queueing_origin(base_ms: u64, cap: Arc<AtomicU64>) -> SocketAddr {
+/// proportionally longer (a backend whose queue makes everyone slower). Also returns the most
+/// requests it ever had at once.
+async fn queueing_origin(base_ms: u64, cap: Arc<AtomicU64>) -> (SocketAddr, Arc<AtomicU64>) {
     let inflight = Arc::new(AtomicU64::new(0));
-    serve(
+    let most = Arc::new(AtomicU64::new(0));
+    let seen = most.clone();
+    let addr = serve(
         "127.0.0.1:0".parse().unwrap(),
         handler(move |_r| {
-            let (inflight, cap) = (inflight.clone(), cap.clone());
+            let (inflight, cap, most) = (inflight.clone(), cap.clone(), seen.clone());
             async move {
                 let n = inflight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
                 let c = cap.load(Ordering::SeqCst).max(1);
                 let ms = base_ms * n.max(c) / c;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -29,7 +33,8 @@ async fn queueing_origin(base_ms: u64, cap: Arc<AtomicU64>) -> SocketAddr {
         }),
     )
     .await
-    .unwrap()
+    .unwrap();
+    (addr, most)
 }
 
 /// `n` clients, each sending requests back to back until `stop`.
@@ -67,7 +72,7 @@ async fn limit_until(levee: &Levee, within: Duration, ok: impl Fn(f64) -> bool) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limit_falls_when_the_origin_slows_and_rises_when_it_recovers() {
     let cap = Arc::new(AtomicU64::new(1000));
-    let origin = queueing_origin(5, cap.clone()).await;
+    let (origin, _) = queueing_origin(5, cap.clone()).await;
     let levee = Levee::start(&format!(
         "[pools.p]\nendpoints = [\"{origin}\"]\nmax_inflight = 200\nqueue = {{ max = 200, timeout = \"2s\" }}\n\
          adaptive = {{ min_limit = 2, initial_limit = 10, window = \"50ms\" }}\n\n\
@@ -369,28 +374,6 @@ async fn a_shared_backend_sheds_another_pools_low_priority_first() {
     );
 }
 
-/// An origin with `workers` that each serve one request in `base_ms`; beyond that requests
-/// wait (latency grows with load). Records the most requests it ever had at once.
-async fn worker_origin(base_ms: u64, workers: u64, most: Arc<AtomicU64>) -> SocketAddr {
-    let inflight = Arc::new(AtomicU64::new(0));
-    serve(
-        "127.0.0.1:0".parse().unwrap(),
-        handler(move |_r| {
-            let (inflight, most) = (inflight.clone(), most.clone());
-            async move {
-                let n = inflight.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(n, Ordering::SeqCst);
-                let ms = base_ms * n.max(workers) / workers;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                inflight.fetch_sub(1, Ordering::SeqCst);
-                OriginResponse::new(200, "ok")
-            }
-        }),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cheap_requests_cannot_flood_a_unit_budget_that_costly_ones_earned() {
     // A backend of 16 workers. Costly searches (cost 8) with a few pages earn a limit of many
@@ -398,8 +381,7 @@ async fn cheap_requests_cannot_flood_a_unit_budget_that_costly_ones_earned() {
     // pages (cost 1), the unit budget alone admits all 64 at once: four times the workers.
     // The request limit, learned from the requests actually in flight, admits about what
     // the backend served, then grows only while its latency stays clean.
-    let most = Arc::new(AtomicU64::new(0));
-    let origin = worker_origin(20, 16, most.clone()).await;
+    let (origin, most) = queueing_origin(20, Arc::new(AtomicU64::new(16))).await;
     let levee = Levee::start(&format!(
         "[pools.p]\nendpoints = [\"{origin}\"]\nmax_inflight = 400\nqueue = {{ max = 400, timeout = \"5s\" }}\n\
          adaptive = {{ initial_limit = 8, window = \"50ms\" }}\n\n\

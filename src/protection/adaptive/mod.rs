@@ -263,20 +263,19 @@ mod tests {
         let a = adaptive();
         let mut t = 0;
         let start = a.request_limit();
-        for _ in 0..20 {
-            for _ in 0..20 {
-                t += 5 * MS;
-                let units = a.lock().limit.limit();
-                let s = Sample {
-                    rtt: Some(Duration::from_millis(20)),
-                    inflight: units,
-                    reqs: 5,
-                    cost: 8,
-                    dropped: false,
-                    class: 1,
-                };
-                a.sample(s, t);
-            }
+        // Cost-8 requests, `units` in flight, but only 5 of them.
+        let costly = |rtt_ms: u64, units: u32| Sample {
+            rtt: Some(Duration::from_millis(rtt_ms)),
+            inflight: units,
+            reqs: 5,
+            cost: 8,
+            dropped: false,
+            class: 1,
+        };
+        for _ in 0..400 {
+            t += 5 * MS;
+            let units = a.lock().limit.limit();
+            a.sample(costly(20, units), t);
         }
         assert_eq!(a.request_limit(), start);
         assert!(a.lock().limit.limit() > start * 2);
@@ -285,15 +284,7 @@ mod tests {
         let reqs = a.request_limit();
         for _ in 0..200 {
             t += 5 * MS;
-            let s = Sample {
-                rtt: Some(Duration::from_millis(60)),
-                inflight: units,
-                reqs: 5,
-                cost: 8,
-                dropped: false,
-                class: 1,
-            };
-            a.sample(s, t);
+            a.sample(costly(60, units), t);
         }
         // A third off within a second, as in `inflation_in_every_class_still_cuts`.
         let units_now = a.lock().limit.limit();
