@@ -2,10 +2,14 @@
 # Load comparison: levee vs a bare Pingora proxy vs nginx, same upstream, same machine, same run.
 #
 # Measures requests/s and CPU time per request (utime+stime of the proxy process over the wrk
-# run, divided by the requests wrk counted) for three proxies, and levee's cache-hit path:
+# run, divided by the requests wrk counted) for three proxies, levee's cache-hit path, and the
+# floor between bare Pingora and levee:
 #   levee  - `levee run` with routing (12 routes), a bulkhead pool and metrics (always on)
 #   hit    - the same levee process, the same request under /cached/: its route cache answers
 #   bare   - examples/bare_proxy.rs: Pingora with `upstream_peer` returning a fixed peer
+#   floor  - the same example with --hygiene: bare plus only the per-request work issue #2
+#            requires (request id, X-Forwarded-*, hop-by-hop strip, upstream timeouts), done
+#            with levee's own functions: no routing, bulkhead, metrics or edge limits
 #   nginx  - nginx as a plain reverse proxy (upstream keepalive, HTTP/1.1, access_log off)
 # Each proxy has one worker and is pinned to core 0 (PROXY_CPU). The upstream (nginx answering
 # `200 ok`) and wrk share core 1 (LOAD_CPU). Proxies are measured interleaved, ROUNDS times,
@@ -14,7 +18,8 @@
 # Usage:  benches/load/run.sh                  (DURATION=10 ROUNDS=3 by default)
 #         DURATION=10 ROUNDS=3 CONNS=32 benches/load/run.sh
 # Env:    DURATION (s, per wrk run), ROUNDS, CONNS (wrk -c), WARMUP (s, per proxy, once),
-#         PROXY_CPU, LOAD_CPU, BASE_PORT (uses BASE_PORT..BASE_PORT+4), SKIP_BUILD=1,
+#         PROXY_CPU, LOAD_CPU, BASE_PORT (uses BASE_PORT..BASE_PORT+5), SKIP_BUILD=1,
+#         ONLY (a subset of "levee hit bare floor nginx", e.g. ONLY="levee bare floor"),
 #         RUST_PRELOAD (a malloc library LD_PRELOADed into levee and bare only, e.g.
 #         /usr/lib/x86_64-linux-gnu/libmimalloc.so.2: the allocator experiment in RESULTS.md)
 # Needs:  wrk, nginx, taskset, curl (apt-get install wrk nginx-light util-linux curl)
@@ -54,6 +59,7 @@ LEVEE_PORT=$((BASE_PORT + 1))
 LEVEE_ADMIN_PORT=$((BASE_PORT + 2))
 BARE_PORT=$((BASE_PORT + 3))
 NGINX_PORT=$((BASE_PORT + 4))
+FLOOR_PORT=$((BASE_PORT + 5))
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -120,7 +126,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in "$UP_PORT" "$LEVEE_PORT" "$LEVEE_ADMIN_PORT" "$BARE_PORT" "$NGINX_PORT"; do
+for port in "$UP_PORT" "$LEVEE_PORT" "$LEVEE_ADMIN_PORT" "$BARE_PORT" "$NGINX_PORT" "$FLOOR_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "run.sh: 127.0.0.1:$port is already in use (set BASE_PORT)" >&2
         exit 1
@@ -337,6 +343,11 @@ LD_PRELOAD=$RUST_PRELOAD taskset -c "$PROXY_CPU" "$BARE_BIN" "127.0.0.1:$BARE_PO
 BARE_PID=$!
 PIDS+=("$BARE_PID")
 
+LD_PRELOAD=$RUST_PRELOAD taskset -c "$PROXY_CPU" "$BARE_BIN" "127.0.0.1:$FLOOR_PORT" \
+    "127.0.0.1:$UP_PORT" 1 --hygiene >"$OUT/floor.log" 2>&1 &
+FLOOR_PID=$!
+PIDS+=("$FLOOR_PID")
+
 mkdir -p "$TMP/px"
 {
     nginx_common "$TMP/px"
@@ -366,10 +377,16 @@ NGINX_PID=$!
 PIDS+=("$NGINX_PID")
 
 # "hit": levee again, on a path its route cache answers (no upstream request, no pool slot).
-declare -A PID_OF=([levee]=$LEVEE_PID [hit]=$LEVEE_PID [bare]=$BARE_PID [nginx]=$NGINX_PID)
-declare -A PORT_OF=([levee]=$LEVEE_PORT [hit]=$LEVEE_PORT [bare]=$BARE_PORT [nginx]=$NGINX_PORT)
-declare -A PATH_OF=([levee]=$REQ_PATH [hit]=/cached$REQ_PATH [bare]=$REQ_PATH [nginx]=$REQ_PATH)
-PROXIES=(levee hit bare nginx)
+declare -A PID_OF=([levee]=$LEVEE_PID [hit]=$LEVEE_PID [bare]=$BARE_PID [floor]=$FLOOR_PID
+    [nginx]=$NGINX_PID)
+declare -A PORT_OF=([levee]=$LEVEE_PORT [hit]=$LEVEE_PORT [bare]=$BARE_PORT [floor]=$FLOOR_PORT
+    [nginx]=$NGINX_PORT)
+declare -A PATH_OF=([levee]=$REQ_PATH [hit]=/cached$REQ_PATH [bare]=$REQ_PATH [floor]=$REQ_PATH
+    [nginx]=$REQ_PATH)
+read -r -a PROXIES <<<"${ONLY:-levee hit bare floor nginx}"
+for p in "${PROXIES[@]}"; do
+    [[ -n ${PID_OF[$p]:-} ]] || { echo "run.sh: ONLY: unknown proxy '$p'" >&2; exit 2; }
+done
 
 for p in "${PROXIES[@]}"; do
     wait_ok "http://127.0.0.1:${PORT_OF[$p]}${PATH_OF[$p]}" "$p"
@@ -383,7 +400,7 @@ CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $NCPU CPU(s), $CPU_MODEL"
     echo "command: DURATION=$DURATION ROUNDS=$ROUNDS CONNS=$CONNS WARMUP=$WARMUP" \
-        "${RUST_PRELOAD:+RUST_PRELOAD=$RUST_PRELOAD }benches/load/run.sh"
+        "${RUST_PRELOAD:+RUST_PRELOAD=$RUST_PRELOAD }${ONLY:+ONLY=\"$ONLY\" }benches/load/run.sh"
     echo "proxies on CPU $PROXY_CPU; upstream nginx + wrk on CPU $LOAD_CPU; CLK_TCK=$CLK_TCK"
     echo "wrk: taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s http://127.0.0.1:PORT$REQ_PATH"
     echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
@@ -473,9 +490,10 @@ NR == 1 { next }
     others = others (others == "" ? "" : " ") $13 "%"
 }
 END {
-    split("levee hit bare nginx", order, " ")
-    for (k = 1; k <= 4; k++) {
+    split("levee hit bare floor nginx", order, " ")
+    for (k = 1; k <= 5; k++) {
         p = order[k]
+        if (!n[p]) continue
         for (i = 1; i <= n[p]; i++) { a[i] = rps[p, i]; b[i] = us[p, i]; c[i] = uu[p, i]; d[i] = su[p, i] }
         mrps[p] = median(a, n[p]); mus[p] = median(b, n[p]); muu[p] = median(c, n[p]); msu[p] = median(d, n[p])
     }
@@ -484,19 +502,30 @@ END {
     name["levee"] = "levee (routing + bulkhead + metrics)"
     name["hit"] = "levee, cache hit (route cache, no upstream)"
     name["bare"] = "bare Pingora (examples/bare_proxy.rs)"
+    name["floor"] = "floor: bare + required hygiene (bare_proxy --hygiene)"
     name["nginx"] = "nginx (plain proxy_pass)"
-    for (k = 1; k <= 4; k++) {
+    for (k = 1; k <= 5; k++) {
         p = order[k]
+        if (!n[p]) continue
         printf "| %s | %.0f | %.2f | %.2f / %.2f | %s | %s |\n", name[p], mrps[p], mus[p], muu[p], msu[p], rounds_rps[p], rounds_us[p]
     }
     print ""
     print "| ratio (CPU per request, medians) | value | target |"
     print "|---|---:|---|"
-    r1 = mus["levee"] / mus["bare"]
-    printf "| levee / bare Pingora | %.3fx | ≤ 1.15x: %s |\n", r1, (r1 <= 1.15 ? "met" : "NOT met")
-    printf "| bare Pingora / nginx | %.3fx | (reference) |\n", mus["bare"] / mus["nginx"]
-    printf "| levee / nginx | %.3fx | (reference) |\n", mus["levee"] / mus["nginx"]
-    printf "| levee cache hit / levee proxied | %.3fx | (reference) |\n", mus["hit"] / mus["levee"]
+    if (n["levee"] && n["bare"]) {
+        r1 = mus["levee"] / mus["bare"]
+        printf "| levee / bare Pingora | %.3fx | ≤ 1.15x: %s |\n", r1, (r1 <= 1.15 ? "met" : "NOT met")
+    }
+    if (n["floor"] && n["bare"])
+        printf "| floor / bare Pingora | %.3fx | (the required work alone) |\n", mus["floor"] / mus["bare"]
+    if (n["levee"] && n["floor"])
+        printf "| levee / floor | %.3fx | (levee above the required work) |\n", mus["levee"] / mus["floor"]
+    if (n["bare"] && n["nginx"])
+        printf "| bare Pingora / nginx | %.3fx | (reference) |\n", mus["bare"] / mus["nginx"]
+    if (n["levee"] && n["nginx"])
+        printf "| levee / nginx | %.3fx | (reference) |\n", mus["levee"] / mus["nginx"]
+    if (n["hit"] && n["levee"])
+        printf "| levee cache hit / levee proxied | %.3fx | (reference) |\n", mus["hit"] / mus["levee"]
     print ""
     printf "1-minute load average before each run: %s  \n", loads
     printf "Busy time on the proxy core not spent in the proxy, per run: %s\n", others

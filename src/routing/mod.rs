@@ -76,7 +76,8 @@ impl Router {
         let mut cands = Candidates::new();
         self.index.lookup(req.path, &mut cands);
         cands.extend_from_slice(&self.always);
-        if let Some(set) = &self.regex_set {
+        // `is_match` first: most paths match no regex route, and `matches` allocates.
+        if let Some(set) = self.regex_set.as_ref().filter(|s| s.is_match(req.path)) {
             for m in set.matches(req.path).iter() {
                 cands.push(self.regex_routes[m]);
             }
