@@ -242,6 +242,7 @@ impl Guarded {
 /// feed (`memchr`), so a browser's kilobyte of headers costs a few steps, not a branch per
 /// byte.
 fn head_scan(mut seen: u8, bytes: &[u8]) -> Option<u8> {
+    debug_assert!(seen <= 1, "seen is 0 or 1");
     let mut i = 0;
     loop {
         if seen == 1 {

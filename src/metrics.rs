@@ -3,10 +3,12 @@
 //! `PoolMetrics`), so the request path only increments atomics: no hashing, no allocation.
 
 use crate::reason::Reason;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::{HashMap, HashSet};
 
 /// Latency buckets (seconds): 1ms to 10s, dense where proxies and PDP caches live.
 const BUCKETS: &[f64] = &[
@@ -59,6 +61,48 @@ pub struct PoolMetrics {
     /// `levee_concurrency_limit_requests`; only adaptive pools and groups have the series.
     pub request_limit: Option<IntGauge>,
     upstream_errors: [IntCounter; Reason::UPSTREAM.len()],
+}
+
+/// The route, pool and endpoint label values a config uses (`Runtime::in_use`): after a
+/// reload, every route- or pool-labelled series outside them is removed (`Metrics::prune`).
+#[derive(Default, Debug)]
+pub struct InUse<'a> {
+    /// Every route name, and `none` (requests that matched no route).
+    pub routes: HashSet<&'a str>,
+    pub breakers: HashSet<&'a str>,
+    pub caches: HashSet<&'a str>,
+    /// Pools and groups (groups have the pool series).
+    pub pools: HashSet<&'a str>,
+    pub adaptive: HashSet<&'a str>,
+    /// (pool, endpoint as written).
+    pub endpoints: HashSet<(&'a str, &'a str)>,
+}
+
+/// Label values of one series, by label name.
+type Labels<'a> = HashMap<&'a str, &'a str>;
+
+/// The value of label `name` ("" if the series has no such label).
+fn label<'a>(l: &Labels<'a>, name: &str) -> &'a str {
+    l.get(name).copied().unwrap_or("")
+}
+
+/// Remove the series of `vec` whose labels `keep` refuses; the count removed.
+fn prune_vec<T: MetricVecBuilder>(vec: &MetricVec<T>, keep: impl Fn(&Labels<'_>) -> bool) -> usize {
+    let families = vec.collect();
+    let mut gone = 0;
+    for family in &families {
+        for m in family.get_metric() {
+            let labels: Labels<'_> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !keep(&labels) && vec.remove(&labels).is_ok() {
+                gone += 1;
+            }
+        }
+    }
+    gone
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -259,6 +303,43 @@ impl Metrics {
         let _ = self.request_limit.remove_label_values(&[pool]);
     }
 
+    /// After a reload: remove the series of routes, pools, groups and endpoints the new
+    /// config no longer has (and the breaker, cache and request-limit series of those that
+    /// lost the feature), so none stands at its last value: a removed pool whose endpoints
+    /// were all down would otherwise keep `LeveeNoEndpointUp` firing until a restart.
+    /// Requests still finishing under the old config update handles no longer exported.
+    /// Returns how many series were removed.
+    pub fn prune(&self, used: &InUse<'_>) -> usize {
+        let route = |l: &Labels<'_>| used.routes.contains(label(l, "route"));
+        let pool = |l: &Labels<'_>| used.pools.contains(label(l, "pool"));
+        prune_vec(&self.requests, route)
+            + prune_vec(&self.rejections, route)
+            + prune_vec(&self.shadow, route)
+            + prune_vec(&self.duration, route)
+            + prune_vec(&self.breaker, |l| used.breakers.contains(label(l, "route")))
+            + prune_vec(&self.cache_lookups, |l| {
+                used.caches.contains(label(l, "route"))
+            })
+            + prune_vec(&self.cache_bytes, |l| {
+                used.caches.contains(label(l, "route"))
+            })
+            + prune_vec(&self.cache_coalesced, |l| {
+                used.caches.contains(label(l, "route"))
+            })
+            + prune_vec(&self.inflight, pool)
+            + prune_vec(&self.limit, pool)
+            + prune_vec(&self.queued, pool)
+            + prune_vec(&self.requests_inflight, pool)
+            + prune_vec(&self.upstream_errors, pool)
+            + prune_vec(&self.request_limit, |l| {
+                used.adaptive.contains(label(l, "pool"))
+            })
+            + prune_vec(&self.endpoint_up, |l| {
+                used.endpoints
+                    .contains(&(label(l, "pool"), label(l, "endpoint")))
+            })
+    }
+
     pub fn endpoint_up(&self, pool: &str, endpoint: &str) -> IntGauge {
         self.endpoint_up.with_label_values(&[pool, endpoint])
     }
@@ -322,5 +403,39 @@ impl PoolMetrics {
         if let Some(i) = reason.upstream_index() {
             self.upstream_errors[i].inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_exactly_the_label_values_in_use() {
+        let m = Metrics::new();
+        for name in ["kept", "dropped"] {
+            m.route(name, true).observe(200, 0.01);
+            m.pool(name).inflight.set(3);
+            m.request_limit(name).set(20);
+            m.endpoint_up(name, "10.0.0.1:80").set(0);
+        }
+        let mut used = InUse::default();
+        used.routes.insert("kept");
+        used.pools.insert("kept");
+        used.endpoints.insert(("kept", "10.0.0.1:80"));
+        // "kept" lost its breaker and its adaptive limit: those series go too.
+        let removed = m.prune(&used);
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(!text.contains("\"dropped\""), "{text}");
+        assert!(!text.contains("levee_breaker_state{"), "{text}");
+        assert!(
+            !text.contains("levee_concurrency_limit_requests{"),
+            "{text}"
+        );
+        assert!(text.contains("levee_requests_total{route=\"kept\",status_class=\"2xx\"} 1"));
+        assert!(text.contains("levee_upstream_inflight{pool=\"kept\"} 3"));
+        assert!(text.contains("levee_endpoint_up{endpoint=\"10.0.0.1:80\",pool=\"kept\"} 0"));
+        assert!(removed > 20, "{removed}");
+        assert_eq!(m.prune(&used), 0, "a second prune finds nothing to remove");
     }
 }

@@ -9,7 +9,8 @@
 //! bulkhead (in-flight slots, queue), adaptive limit, health state and upstream connections;
 //! routes whose name and protections are unchanged keep their breaker state, rate-limit
 //! buckets, client table and learned costs; switches are kept whatever changes. What resets:
-//! the state of a pool or route whose settings changed. `[server]` changes (listen addresses,
+//! the state of a pool or route whose settings changed; the metric series of routes, pools,
+//! groups and endpoints the new config no longer has are removed. `[server]` changes (listen addresses,
 //! threads, tokens) need a restart: they are reported and not applied.
 
 use crate::config::{load_file, Severity};
@@ -102,6 +103,8 @@ pub fn reload(shared: &Arc<Shared>, trigger: &str) -> Outcome {
         messages,
     };
     shared.current.store(Arc::new(rt));
+    // Series of what the new config dropped would otherwise stand at their last values.
+    let pruned = shared.metrics.prune(&shared.current.load().in_use());
     for pool in new_pools {
         if pool.spec.health_check.is_some() {
             tokio::spawn(crate::pools::health::run(Arc::downgrade(&pool)));
@@ -120,6 +123,7 @@ pub fn reload(shared: &Arc<Shared>, trigger: &str) -> Outcome {
         routes = out.routes,
         pools = out.pools,
         pools_kept = out.pools_kept,
+        metric_series_removed = pruned,
         "config reloaded"
     );
     out

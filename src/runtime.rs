@@ -4,7 +4,7 @@
 //! in flight. `Shared` holds the snapshot behind `ArcSwap` plus process-wide state.
 
 use crate::config::{Config, RouteSpec, NO_ROUTE};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{InUse, Metrics, RouteMetrics};
 use crate::pools::group::Group;
 use crate::pools::Pool;
 use crate::protection::Protection;
@@ -58,6 +58,40 @@ fn same_protections(a: &RouteSpec, b: &RouteSpec) -> bool {
 impl Runtime {
     pub fn build(config: Config, metrics: &Metrics) -> Result<Runtime, String> {
         Self::rebuild(config, metrics, None)
+    }
+
+    /// The metric label values this snapshot uses (what `Metrics::prune` keeps).
+    pub fn in_use(&self) -> InUse<'_> {
+        let mut u = InUse::default();
+        u.routes.insert(NO_ROUTE);
+        for r in &self.routes {
+            let name = r.spec.name.as_str();
+            u.routes.insert(name);
+            if r.spec.circuit_breaker.is_some() {
+                u.breakers.insert(name);
+            }
+            if r.cache.is_some() {
+                u.caches.insert(name);
+            }
+        }
+        for p in &self.pools {
+            let name = p.spec.name.as_str();
+            u.pools.insert(name);
+            if p.adaptive.is_some() {
+                u.adaptive.insert(name);
+            }
+            for e in p.endpoints.iter() {
+                u.endpoints.insert((name, e.label.as_str()));
+            }
+        }
+        for g in &self.groups {
+            let name = g.spec.name.as_str();
+            u.pools.insert(name);
+            if g.adaptive.is_some() {
+                u.adaptive.insert(name);
+            }
+        }
+        u
     }
 
     /// Build a snapshot, keeping from `prev` every pool whose spec is unchanged (its

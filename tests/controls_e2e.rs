@@ -218,6 +218,86 @@ async fn reload_applies_refuses_and_keeps_state() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_removes_the_metric_series_of_what_it_dropped() {
+    let (a, b) = (named_origin("a").await, named_origin("b").await);
+    let before = format!(
+        "[pools.p]\nendpoints = [\"{a}\", \"{b}\"]\n\n\
+         [pools.q]\nendpoints = [\"{a}\"]\nadaptive = true\n\n\
+         [[routes]]\nname = \"search\"\npool = \"q\"\nmatch = {{ path_prefix = \"/search\" }}\n\
+         [routes.circuit_breaker]\nmin_requests = 3\n\n\
+         [[routes]]\nname = \"gone\"\npool = \"q\"\nmatch = {{ path_prefix = \"/gone\" }}\n\n\
+         [[routes]]\nname = \"web\"\npool = \"p\"\n"
+    );
+    let levee = Levee::start(&before).await;
+    for path in ["/search", "/gone", "/", "/"] {
+        assert_eq!(get(levee.proxy, path, &[]).await.unwrap().status, 200);
+    }
+    let m = levee.metrics().await;
+    for series in [
+        r#"levee_upstream_inflight{pool="q"}"#,
+        r#"levee_concurrency_limit_requests{pool="q"}"#,
+        r#"levee_breaker_state{route="search"}"#,
+        r#"levee_requests_total{route="gone",status_class="2xx"}"#,
+        &format!(r#"levee_endpoint_up{{endpoint="{b}",pool="p"}}"#),
+    ] {
+        assert!(
+            sample(&m, series).is_some(),
+            "{series} missing before:\n{m}"
+        );
+    }
+
+    // Pool q, route gone, search's breaker and one endpoint of p are dropped.
+    let after = format!(
+        "[pools.p]\nendpoints = [\"{a}\"]\n\n\
+         [[routes]]\nname = \"search\"\npool = \"p\"\nmatch = {{ path_prefix = \"/search\" }}\n\n\
+         [[routes]]\nname = \"web\"\npool = \"p\"\n"
+    );
+    levee.rewrite(&after);
+    let r = send(levee.admin, "POST", "/admin/reload", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = levee.metrics().await;
+    assert!(!m.contains(r#"pool="q""#), "pool q's series stayed:\n{m}");
+    assert!(
+        !m.contains(r#"route="gone""#),
+        "route gone's series stayed:\n{m}"
+    );
+    assert!(
+        !m.contains("levee_breaker_state{"),
+        "the breaker's series stayed:\n{m}"
+    );
+    assert!(
+        !m.contains(&format!(r#"endpoint="{b}""#)),
+        "{b}'s series stayed:\n{m}"
+    );
+    // What the new config still has keeps its series and its counts.
+    assert_eq!(
+        sample(
+            &m,
+            r#"levee_requests_total{route="web",status_class="2xx"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"levee_requests_total{route="search",status_class="2xx"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!(r#"levee_endpoint_up{{endpoint="{a}",pool="p"}}"#)
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&m, r#"levee_upstream_inflight{pool="p"}"#).is_some());
+    assert_eq!(get(levee.proxy, "/search", &[]).await.unwrap().status, 200);
+}
+
 fn unsafe_kill(pid: u32, sig: &str) -> i32 {
     std::process::Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])

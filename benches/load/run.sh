@@ -2,8 +2,8 @@
 # Load comparison: levee vs a bare Pingora proxy vs nginx, same upstream, same machine, same run.
 #
 # Measures requests/s and CPU time per request (utime+stime of the proxy process over the wrk
-# run, divided by the requests wrk counted) for three proxies, levee's cache-hit path, and the
-# floor between bare Pingora and levee:
+# run, divided by the requests wrk counted) for levee, bare Pingora and nginx, levee's
+# cache-hit path, and the floor between bare Pingora and levee:
 #   levee  - `levee run` with routing (12 routes), a bulkhead pool and metrics (always on)
 #   hit    - the same levee process, the same request under /cached/: its route cache answers
 #   bare   - examples/bare_proxy.rs: Pingora with `upstream_peer` returning a fixed peer
@@ -20,7 +20,7 @@
 # Env:    DURATION (s, per wrk run), ROUNDS, CONNS (wrk -c), WARMUP (s, per proxy, once),
 #         PROXY_CPU, LOAD_CPU, BASE_PORT (uses BASE_PORT..BASE_PORT+5), SKIP_BUILD=1,
 #         ONLY (a subset of "levee hit bare floor nginx", e.g. ONLY="levee bare floor"),
-#         RUST_PRELOAD (a malloc library LD_PRELOADed into levee and bare only, e.g.
+#         RUST_PRELOAD (a malloc library LD_PRELOADed into levee, bare and floor only, e.g.
 #         /usr/lib/x86_64-linux-gnu/libmimalloc.so.2: the allocator experiment in RESULTS.md)
 # Needs:  wrk, nginx, taskset, curl (apt-get install wrk nginx-light util-linux curl)
 # Output: benches/load/out/<timestamp>/ (raw wrk output, configs, logs, results.tsv,
@@ -384,9 +384,13 @@ declare -A PORT_OF=([levee]=$LEVEE_PORT [hit]=$LEVEE_PORT [bare]=$BARE_PORT [flo
 declare -A PATH_OF=([levee]=$REQ_PATH [hit]=/cached$REQ_PATH [bare]=$REQ_PATH [floor]=$REQ_PATH
     [nginx]=$REQ_PATH)
 read -r -a PROXIES <<<"${ONLY:-levee hit bare floor nginx}"
+declare -A SEEN=()
 for p in "${PROXIES[@]}"; do
     [[ -n ${PID_OF[$p]:-} ]] || { echo "run.sh: ONLY: unknown proxy '$p'" >&2; exit 2; }
+    [[ -z ${SEEN[$p]:-} ]] || { echo "run.sh: ONLY: '$p' named twice" >&2; exit 2; }
+    SEEN[$p]=1
 done
+((${#PROXIES[@]} > 0)) || { echo "run.sh: ONLY names no proxy" >&2; exit 2; }
 
 for p in "${PROXIES[@]}"; do
     wait_ok "http://127.0.0.1:${PORT_OF[$p]}${PATH_OF[$p]}" "$p"
