@@ -27,6 +27,10 @@ use std::net::SocketAddr;
 use std::process::exit;
 use std::time::Duration;
 
+/// The allocator levee's binary uses (src/main.rs): bare and floor compare like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Holds the one peer every request is sent to; each request gets its own copy.
 struct Bare {
     peer: HttpPeer,

@@ -97,8 +97,12 @@ impl BackgroundService for Supervisor {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    // The stamp is taken before the reload reads the file: a change saved
+                    // while (or just after) it reads is then seen as a change at the next
+                    // tick, not taken for the one just applied.
+                    let before = mtime(shared);
                     crate::reload::reload(shared, "SIGHUP");
-                    seen = mtime(shared);
+                    seen = before;
                 }
                 _ = second.tick() => {
                     ticks += 1;
@@ -108,8 +112,9 @@ impl BackgroundService for Supervisor {
                     // A missing file (mid-save, or deleted) is not a change to act on.
                     if now.is_some() && now != seen {
                         if pending == now {
+                            // `now` was read before the reload reads the file (see SIGHUP).
                             crate::reload::reload(shared, "file changed");
-                            seen = mtime(shared);
+                            seen = now;
                             pending = None;
                         } else {
                             pending = now;
