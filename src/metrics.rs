@@ -29,6 +29,7 @@ pub struct Metrics {
     endpoint_up: IntGaugeVec,
     upstream_errors: IntCounterVec,
     shadow: IntCounterVec,
+    client_aborts: IntCounterVec,
     breaker: IntGaugeVec,
     cache_lookups: IntCounterVec,
     cache_bytes: IntGaugeVec,
@@ -46,6 +47,7 @@ pub struct RouteMetrics {
     duration: Histogram,
     rejections: [IntCounter; Reason::REJECTIONS.len()],
     shadow: [IntCounter; Reason::REJECTIONS.len()],
+    aborted: IntCounter,
     /// `levee_breaker_state`; only routes with a breaker have the series.
     pub breaker: Option<IntGauge>,
 }
@@ -185,6 +187,11 @@ impl Metrics {
                 "Requests a protection in shadow mode would have rejected (they were let through), per route and reason.",
                 &["route", "reason"],
             ),
+            client_aborts: counter(
+                "levee_client_aborts_total",
+                "Requests whose client closed the connection before levee sent any answer (nginx logs them as 499); not in levee_requests_total, which counts responses sent.",
+                &["route"],
+            ),
             breaker: gauge(
                 "levee_breaker_state",
                 "Circuit breaker state per route: 0 closed, 1 open, 2 half-open.",
@@ -253,6 +260,7 @@ impl Metrics {
             shadow: Reason::REJECTIONS.map(|r| self.shadow.with_label_values(&[route, r.as_str()])),
             breaker: has_breaker.then(|| self.breaker.with_label_values(&[route])),
             by_class: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[route, c])),
+            aborted: self.client_aborts.with_label_values(&[route]),
             duration: self.duration.with_label_values(&[route]),
             rejections: Reason::REJECTIONS
                 .map(|r| self.rejections.with_label_values(&[route, r.as_str()])),
@@ -315,6 +323,7 @@ impl Metrics {
         prune_vec(&self.requests, route)
             + prune_vec(&self.rejections, route)
             + prune_vec(&self.shadow, route)
+            + prune_vec(&self.client_aborts, route)
             + prune_vec(&self.duration, route)
             + prune_vec(&self.breaker, |l| used.breakers.contains(label(l, "route")))
             + prune_vec(&self.cache_lookups, |l| {
@@ -370,6 +379,11 @@ impl RouteMetrics {
         };
         self.by_class[class].inc();
         self.duration.observe(secs);
+    }
+
+    /// Count a request whose client went away before any answer was sent.
+    pub fn client_gone(&self) {
+        self.aborted.inc();
     }
 
     pub fn reject(&self, reason: Reason) {

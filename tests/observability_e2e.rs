@@ -150,6 +150,72 @@ async fn trace_context_reaches_the_upstream() {
     assert_eq!(ids, ["4bf92f3577b34da6a3ce929d0e0e4736", parts[1]]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_is_counted_and_logged_as_499() {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let a2 = arrived.clone();
+    let o = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        handler(move |_r| {
+            let a2 = a2.clone();
+            async move {
+                a2.notify_one();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                OriginResponse::new(200, "too late")
+            }
+        }),
+    )
+    .await
+    .unwrap();
+    let levee = Levee::start(&format!(
+        "[log]\nfile = \"access.log\"\nsample = 1.0\n\n\
+         [pools.p]\nendpoints = [\"{o}\"]\n\n[[routes]]\nname = \"slow\"\npool = \"p\"\n"
+    ))
+    .await;
+    let series = r#"levee_client_aborts_total{route="slow"}"#;
+    assert_eq!(sample(&levee.metrics().await, series), Some(0.0));
+    let mut client = tokio::net::TcpStream::connect(levee.proxy).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /wait HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    arrived.notified().await;
+    drop(client); // gone while the origin is still working
+    let t = Instant::now();
+    let m = loop {
+        let m = levee.metrics().await;
+        if sample(&m, series) == Some(1.0) {
+            break m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "no abort counted:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(
+            &m,
+            r#"levee_requests_total{route="slow",status_class="2xx"}"#
+        ),
+        Some(0.0),
+        "an abort is not a response"
+    );
+    let line = loop {
+        let log = std::fs::read_to_string(levee.dir.join("access.log")).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains("/wait")) {
+            break serde_json::from_str::<Value>(l).unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no access log line: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["reason"], "client_gone", "{line}");
+    assert_eq!(line["route"], "slow", "{line}");
+}
+
 struct Prometheus {
     child: Child,
     addr: SocketAddr,

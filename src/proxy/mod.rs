@@ -71,6 +71,11 @@ fn detail(reason: Reason) -> &'static str {
     }
 }
 
+/// The access log's status and reason for a request whose client went away before any
+/// answer (nginx's 499 "client closed request"; no response carries them).
+const CLIENT_GONE_STATUS: u16 = 499;
+const CLIENT_GONE: &str = "client_gone";
+
 pub struct LeveeProxy {
     pub shared: Arc<Shared>,
 }
@@ -716,15 +721,21 @@ impl ProxyHttp for LeveeProxy {
         if let Some(c) = ctx.route.as_ref().and_then(|r| r.cache.as_ref()) {
             c.finished(&session.cache);
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if status == 0 {
-            return; // nothing was sent: the client went away before an answer
-        }
+        let metrics = ctx.route.as_ref().map_or(&ctx.rt.unrouted, |r| &r.metrics);
         let secs = ctx.start.elapsed().as_secs_f64();
-        match &ctx.route {
-            Some(r) => r.metrics.observe(status, secs),
-            None => ctx.rt.unrouted.observe(status, secs),
-        }
+        // Nothing sent: the client went away before an answer. Counted and logged as nginx
+        // does (499), not as a response: a wave of clients giving up on a slow pool is what
+        // an SRE needs to see, and it would otherwise leave no trace.
+        let (status, reason) = match session.response_written().map(|r| r.status.as_u16()) {
+            Some(status) => {
+                metrics.observe(status, secs);
+                (status, ctx.reason.map(Reason::as_str))
+            }
+            None => {
+                metrics.client_gone();
+                (CLIENT_GONE_STATUS, Some(CLIENT_GONE))
+            }
+        };
         if let Some(log) = self.shared.access_log.get() {
             let req = session.req_header();
             log.log(&access_log::Entry {
@@ -735,7 +746,7 @@ impl ProxyHttp for LeveeProxy {
                 method: req.method.as_str(),
                 path: req.uri.path(),
                 status,
-                reason: ctx.reason.map(Reason::as_str),
+                reason,
                 upstream: ctx.upstream,
                 upstream_ms: ctx
                     .upstream_head_at
