@@ -214,6 +214,49 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Write the manual switches to `[server] state_file`, if there is one. A failure is
+    /// logged (the switch still applies, in memory); it is not the caller's to handle.
+    pub fn save_switches(&self) {
+        let Some(path) = self.current.load().config.server.state_file.clone() else {
+            return;
+        };
+        if let Err(e) = self.switches.save(&path) {
+            tracing::error!(
+                path = %path.display(),
+                "could not save route switches to server.state_file ({e}): they apply, but a restart would lose them"
+            );
+        }
+    }
+
+    /// Set the manual switches `[server] state_file` kept (at start), with an audit line each.
+    pub fn restore_switches(&self) {
+        let rt = self.current.load();
+        let Some(path) = rt.config.server.state_file.as_deref() else {
+            return;
+        };
+        let known = |r: &str| rt.routes.iter().any(|x| x.spec.name == r);
+        match self.switches.restore(path, chrono::Utc::now(), known) {
+            Ok((restored, skipped)) => {
+                for (route, sw) in restored {
+                    tracing::warn!(
+                        route = %route,
+                        state = sw.state.as_str(),
+                        by = %sw.by,
+                        reason = %sw.reason,
+                        until = %sw.until.map_or("no expiry".to_string(), |u| u.to_rfc3339()),
+                        "audit: route switch restored from server.state_file"
+                    );
+                }
+                for route in skipped {
+                    tracing::warn!(route = %route, "server.state_file: a saved switch names a route the config no longer has; dropped");
+                }
+            }
+            Err(e) => tracing::error!(
+                "server.state_file: {e}: starting WITHOUT the saved route switches; set them again"
+            ),
+        }
+    }
+
     pub fn new(rt: Runtime, metrics: Arc<Metrics>) -> Arc<Shared> {
         Arc::new(Shared {
             current: ArcSwap::from_pointee(rt),

@@ -31,6 +31,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let rt = Runtime::build(config, &metrics)?;
     let log_spec = rt.config.log.clone();
     let shared = Shared::new(rt, metrics);
+    shared.restore_switches();
     if let Some(spec) = log_spec {
         let log = crate::access_log::AccessLog::start(&spec, &shared.metrics.access_log_dropped)
             .map_err(|e| format!("access log: {e}"))?;

@@ -49,7 +49,11 @@ pub fn tick_switches(shared: &Shared, now: chrono::DateTime<chrono::Utc>) {
             }
         }
     }
-    for (route, sw) in shared.switches.expire(now) {
+    let expired = shared.switches.expire(now);
+    if !expired.is_empty() {
+        shared.save_switches();
+    }
+    for (route, sw) in expired {
         tracing::warn!(
             route = %route,
             state = sw.state.as_str(),

@@ -4,14 +4,19 @@
 //! reverts by itself; `[[schedules]]` arm the same switches for a time window in advance.
 //! A manual switch wins over a schedule; with neither, a route is `on`.
 //!
-//! Switches live in `Shared`, keyed by route name, so they survive reloads. The request path
+//! Switches live in `Shared`, keyed by route name, so they survive reloads; with
+//! `[server] state_file` the manual ones are also written to disk on every change (`save`) and
+//! read back at start (`restore`), so a restart or an upgrade during an incident does not
+//! quietly turn a route back on. The request path
 //! reads one atomic while no switch is set, and one map lookup otherwise. Times are passed in
 //! (`now`), so tests drive TTLs and schedules with a fake clock.
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -156,6 +161,102 @@ impl Switches {
     }
 }
 
+/// One manual switch as `state_file` keeps it (times in RFC 3339).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    route: String,
+    state: String,
+    until: Option<String>,
+    reason: String,
+    by: String,
+    set_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedFile {
+    version: u32,
+    switches: Vec<Saved>,
+}
+
+impl Switches {
+    /// Write the manual switches to `path` (a temporary file renamed over it, so a crash
+    /// mid-write leaves the previous file whole).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let mut switches: Vec<Saved> = self
+            .manual()
+            .into_iter()
+            .map(|(route, s)| Saved {
+                route,
+                state: s.state.as_str().to_string(),
+                until: s.until.map(|u| u.to_rfc3339()),
+                reason: s.reason,
+                by: s.by,
+                set_at: s.set_at.to_rfc3339(),
+            })
+            .collect();
+        switches.sort_by(|a, b| a.route.cmp(&b.route));
+        let body = serde_json::to_vec_pretty(&SavedFile {
+            version: 1,
+            switches,
+        })?;
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Read back what `save` wrote: switches of routes `known` accepts whose TTL has not passed
+    /// by `now` are set again. Returns the switches restored and the routes skipped (no longer
+    /// in the config). A missing file is nothing to restore; an unreadable one is an error.
+    #[allow(clippy::type_complexity)]
+    pub fn restore(
+        &self,
+        path: &Path,
+        now: DateTime<Utc>,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<(String, Switch)>, Vec<String>), String> {
+        let body = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], vec![])),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let file: SavedFile = serde_json::from_slice(&body)
+            .map_err(|e| format!("{}: not a levee state file: {e}", path.display()))?;
+        let time = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("{}: bad time {t:?}: {e}", path.display()))
+        };
+        let (mut restored, mut skipped) = (Vec::new(), Vec::new());
+        for s in file.switches {
+            let state = SwitchState::parse(&s.state)
+                .ok_or_else(|| format!("{}: bad state {:?}", path.display(), s.state))?;
+            let until = s.until.as_deref().map(time).transpose()?;
+            if until.is_some_and(|u| now >= u) {
+                continue; // expired while levee was down
+            }
+            if !known(&s.route) {
+                skipped.push(s.route);
+                continue;
+            }
+            let sw = Switch {
+                state,
+                until,
+                reason: s.reason,
+                by: s.by,
+                set_at: time(&s.set_at)?,
+            };
+            self.set(&s.route, sw.clone());
+            restored.push((s.route, sw));
+        }
+        Ok((restored, skipped))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +309,54 @@ mod tests {
         s.set("recs", sw(SwitchState::On, None));
         assert!(s.manual().is_empty());
         assert_eq!(s.current("recs", Utc::now()), SwitchState::On);
+    }
+
+    #[test]
+    fn manual_switches_survive_a_save_and_restore_unless_expired_or_unknown() {
+        let now = Utc::now();
+        let sw = |state, until: Option<i64>| Switch {
+            state,
+            until: until.map(|m| now + chrono::Duration::minutes(m)),
+            reason: "ES at 95% CPU".into(),
+            by: "ops".into(),
+            set_at: now,
+        };
+        let a = Switches::default();
+        a.set("search", sw(SwitchState::Off, None));
+        a.set("recs", sw(SwitchState::Degrade, Some(30)));
+        a.set("banner", sw(SwitchState::Off, Some(1)));
+        a.set("old", sw(SwitchState::Off, None));
+        let dir = std::env::temp_dir().join(format!("levee-switch-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        a.save(&path).unwrap();
+
+        // Restarted five minutes later: banner's TTL passed, "old" is no longer a route.
+        let b = Switches::default();
+        let later = now + chrono::Duration::minutes(5);
+        let (restored, skipped) = b.restore(&path, later, |r| r != "old").unwrap();
+        assert_eq!(restored.len(), 2);
+        assert_eq!(skipped, ["old"]);
+        assert_eq!(b.current("search", later), SwitchState::Off);
+        assert_eq!(b.current("recs", later), SwitchState::Degrade);
+        assert_eq!(b.current("banner", later), SwitchState::On);
+        let (_, Source::Manual(s)) = b.state("recs", later) else {
+            panic!("recs should be a manual switch");
+        };
+        assert_eq!(
+            s,
+            a.manual().into_iter().find(|(r, _)| r == "recs").unwrap().1
+        );
+
+        // No file: nothing to restore. A damaged file: an error naming it.
+        let missing = dir.join("none.json");
+        assert_eq!(b.restore(&missing, later, |_| true).unwrap().0.len(), 0);
+        std::fs::write(&path, "{\"version\":1,\"switches\":[{\"route\":").unwrap();
+        let e = b.restore(&path, later, |_| true).unwrap_err();
+        assert!(
+            e.contains("state.json") && e.contains("not a levee state file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -146,6 +146,17 @@ fn missing_one_of_file() {
 }
 
 #[test]
+fn state_file_in_a_missing_folder() {
+    let f = format!("{E}/state_file.toml");
+    let out = check(&f);
+    assert_refused(&out, &f, 1);
+    out.has_diag(
+        &format!("{f}:3:1: error: server.state_file: "),
+        &["folder tests/fixtures/errors/no-such-folder does not exist"],
+    );
+}
+
+#[test]
 fn bad_durations() {
     let f = format!("{E}/bad_duration.toml");
     let out = check(&f);

@@ -298,6 +298,53 @@ async fn a_reload_removes_the_metric_series_of_what_it_dropped() {
     assert_eq!(get(levee.proxy, "/search", &[]).await.unwrap().status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_survive_a_crash_with_a_state_file() {
+    let o = named_origin("origin").await;
+    let mut levee = Levee::start_full(
+        "state_file = \"switches.json\"",
+        &routes(o, "").replace(
+            "[[routes]]\nname = \"web\"",
+            "[[routes]]\nname = \"recs\"\npool = \"p\"\nmatch = { path_prefix = \"/recs\" }\n\n[[routes]]\nname = \"web\"",
+        ),
+        &[],
+    )
+    .await;
+    // The runbook's move: search off during the incident; recs degraded for a minute.
+    let r = switch(
+        &levee,
+        "search",
+        r#"{"state":"off","reason":"ES at 95% CPU"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = switch(&levee, "recs", r#"{"state":"degrade","ttl":"1m"}"#, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let saved = std::fs::read_to_string(levee.dir.join("switches.json")).unwrap();
+    assert!(saved.contains("ES at 95% CPU"), "{saved}");
+
+    assert!(levee.crash_and_restart().await, "levee did not come back");
+    assert_eq!(
+        levee.reason("/search").await.as_deref(),
+        Some("switched_off"),
+        "a restart must not turn search back on"
+    );
+    assert_eq!(levee.reason("/recs").await.as_deref(), Some("degraded"));
+    assert_eq!(get(levee.proxy, "/", &[]).await.unwrap().status, 200);
+    let st = send(levee.admin, "GET", "/admin/status", &[], "")
+        .await
+        .unwrap();
+    assert!(st.text().contains("ES at 95% CPU"), "{}", st.text());
+
+    // Turned back on: saved too, so the next restart leaves it on.
+    let r = switch(&levee, "search", r#"{"state":"on"}"#, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(levee.crash_and_restart().await, "levee did not come back");
+    assert_eq!(get(levee.proxy, "/search", &[]).await.unwrap().status, 200);
+    assert_eq!(levee.reason("/recs").await.as_deref(), Some("degraded"));
+}
+
 fn unsafe_kill(pid: u32, sig: &str) -> i32 {
     std::process::Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])

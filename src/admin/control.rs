@@ -97,6 +97,7 @@ pub fn switch(shared: &Shared, route: &str, body: &[u8], by: &str) -> Result<Val
         set_at: now,
     };
     shared.switches.set(route, sw);
+    shared.save_switches();
     tracing::warn!(
         route,
         state = state.as_str(),

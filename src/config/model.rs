@@ -89,6 +89,9 @@ pub struct ServerSpec {
     pub admin_tokens: Vec<(String, String)>,
     /// Unix socket through which a new levee takes the listening sockets over (`--upgrade`).
     pub upgrade_sock: PathBuf,
+    /// Where manual route switches are kept across restarts and upgrades (`None`: in memory
+    /// only).
+    pub state_file: Option<PathBuf>,
     /// On SIGTERM (or after handing sockets over), how long in-flight requests may take.
     pub drain_timeout: Duration,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of levee).

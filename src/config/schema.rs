@@ -14,6 +14,7 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub admin_token_file: Option<String>,
     pub upgrade_sock: Option<String>,
+    pub state_file: Option<String>,
     pub drain_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub max_request_headers: Option<i64>,

@@ -399,6 +399,10 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
             admin.map_or(0, |a| a.port())
         )),
     };
+    let state_file = raw.state_file.as_deref().map(|p| base_dir.join(p));
+    if let Some(f) = &state_file {
+        state_file_check(f, d);
+    }
     let drain_timeout = duration_in(
         raw.drain_timeout.as_deref(),
         Duration::from_secs(10),
@@ -529,12 +533,38 @@ fn validate_server(raw: &RawServer, base_dir: &Path, d: &mut Diags) -> Option<Se
         },
         trusted_proxies,
         upgrade_sock,
+        state_file,
         drain_timeout: drain_timeout?,
         listen: listen?,
         admin_listen: admin?,
         threads: threads? as usize,
         admin_tokens: tokens?,
     })
+}
+
+/// `state_file`: its folder must exist (levee writes the file there on every switch change).
+/// An existing file levee cannot read back is a warning, not an error: levee still starts
+/// (a proxy that will not start is worse), without the saved switches, and says so.
+fn state_file_check(f: &std::path::Path, d: &mut Diags) {
+    let dir = f.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir.filter(|dir| !dir.is_dir()) {
+        d.error(
+            "server.state_file",
+            format!("folder {} does not exist", dir.display()),
+        );
+        return;
+    }
+    if f.is_dir() {
+        d.error("server.state_file", format!("{} is a folder", f.display()));
+        return;
+    }
+    let probe = crate::switches::Switches::default();
+    if let Err(e) = probe.restore(f, chrono::Utc::now(), |_| true) {
+        d.warning(
+            "server.state_file",
+            format!("{e}: levee would start without the switches it saved"),
+        );
+    }
 }
 
 fn socket_addr(s: &str, path: &str, d: &mut Diags) -> Option<SocketAddr> {

@@ -127,6 +127,22 @@ impl Levee {
         false
     }
 
+    /// Kill levee as a crash would (SIGKILL: nothing saved on the way out), then start it
+    /// again on the same config file and ports. False if it did not come back ready.
+    pub async fn crash_and_restart(&mut self) -> bool {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Command::new(env!("CARGO_BIN_EXE_levee"))
+            .args(["run", "-c"])
+            .arg(self.dir.join("levee.toml"))
+            .env("LEVEE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn levee");
+        self.wait_ready().await
+    }
+
     /// Replace the config file's pools, routes and schedules (the `[server]` block stays).
     pub fn rewrite(&self, body: &str) {
         let path = self.dir.join("levee.toml");
