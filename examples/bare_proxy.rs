@@ -113,6 +113,18 @@ impl ProxyHttp for Hygiene {
     }
 }
 
+/// Serve `proxy` on `listen` as the server's one proxy service.
+fn add_proxy<P>(server: &mut Server, proxy: P, name: &str, listen: SocketAddr)
+where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
+    let mut service =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, name);
+    service.add_tcp(&listen.to_string());
+    server.add_service(service);
+}
+
 fn usage() -> ! {
     eprintln!("usage: bare_proxy LISTEN UPSTREAM [THREADS] [--hygiene]   (addresses as IP:PORT)");
     exit(2);
@@ -153,21 +165,9 @@ fn main() {
         o.read_timeout = Some(Duration::from_secs(10));
         o.write_timeout = Some(Duration::from_secs(10));
         o.idle_timeout = Some(Duration::from_secs(60));
-        let mut proxy = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Hygiene { peer },
-            "floor",
-        );
-        proxy.add_tcp(&listen.to_string());
-        server.add_service(proxy);
+        add_proxy(&mut server, Hygiene { peer }, "floor", listen);
     } else {
-        let mut proxy = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Bare { peer },
-            "bare",
-        );
-        proxy.add_tcp(&listen.to_string());
-        server.add_service(proxy);
+        add_proxy(&mut server, Bare { peer }, "bare", listen);
     }
 
     let mode = if hygiene { " (floor: --hygiene)" } else { "" };

@@ -207,6 +207,8 @@ pub struct Shared {
     pub switches: crate::switches::Switches,
     /// Serialises reloads (SIGHUP, admin call and file watch may race).
     pub reloading: std::sync::Mutex<()>,
+    /// Serialises writes of `[server] state_file`.
+    saving: std::sync::Mutex<()>,
     /// The access log, when `[log]` is configured (set once at start).
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
     /// When this process started (uptime in `/admin/status`).
@@ -216,15 +218,21 @@ pub struct Shared {
 impl Shared {
     /// Write the manual switches to `[server] state_file`, if there is one. A failure is
     /// logged (the switch still applies, in memory); it is not the caller's to handle.
-    pub fn save_switches(&self) {
-        let Some(path) = self.current.load().config.server.state_file.clone() else {
-            return;
-        };
-        if let Err(e) = self.switches.save(&path) {
-            tracing::error!(
-                path = %path.display(),
-                "could not save route switches to server.state_file ({e}): they apply, but a restart would lose them"
-            );
+    /// Whether the switches were saved; `None` without a `state_file`.
+    pub fn save_switches(&self) -> Option<bool> {
+        let path = self.current.load().config.server.state_file.clone()?;
+        // One save at a time (the admin call and the supervisor's TTL expiry may race): the
+        // file then always holds the latest snapshot.
+        let _one = self.saving.lock().unwrap_or_else(|e| e.into_inner());
+        match self.switches.save(&path) {
+            Ok(()) => Some(true),
+            Err(e) => {
+                tracing::error!(
+                    path = %path.display(),
+                    "could not save route switches to server.state_file ({e}): they apply, but a restart would lose them"
+                );
+                Some(false)
+            }
         }
     }
 
@@ -265,6 +273,7 @@ impl Shared {
             log: crate::ratelog::RateLog::new(20),
             switches: crate::switches::Switches::default(),
             reloading: std::sync::Mutex::new(()),
+            saving: std::sync::Mutex::new(()),
             access_log: std::sync::OnceLock::new(),
             started: std::time::Instant::now(),
         })

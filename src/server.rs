@@ -31,7 +31,6 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     let rt = Runtime::build(config, &metrics)?;
     let log_spec = rt.config.log.clone();
     let shared = Shared::new(rt, metrics);
-    shared.restore_switches();
     if let Some(spec) = log_spec {
         let log = crate::access_log::AccessLog::start(&spec, &shared.metrics.access_log_dropped)
             .map_err(|e| format!("access log: {e}"))?;
@@ -53,6 +52,9 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), String> {
     };
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
+    // After bootstrap: in an upgrade that is when the old process has handed its sockets
+    // over (on SIGQUIT), so what it saved up to then is read here.
+    shared.restore_switches();
 
     let mut app = pingora_proxy::http_proxy(
         &server.configuration,

@@ -51,7 +51,7 @@ pub fn tick_switches(shared: &Shared, now: chrono::DateTime<chrono::Utc>) {
     }
     let expired = shared.switches.expire(now);
     if !expired.is_empty() {
-        shared.save_switches();
+        let _ = shared.save_switches(); // a failure is logged
     }
     for (route, sw) in expired {
         tracing::warn!(

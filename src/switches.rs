@@ -199,7 +199,11 @@ impl Switches {
             version: 1,
             switches,
         })?;
-        let tmp = path.with_extension("tmp");
+        // Beside the file, named for this process: never the file itself, never another
+        // process's (two levees overlap during an upgrade).
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
@@ -231,11 +235,20 @@ impl Switches {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| format!("{}: bad time {t:?}: {e}", path.display()))
         };
+        if file.version != 1 {
+            return Err(format!(
+                "{}: state file version {} (this levee reads version 1)",
+                path.display(),
+                file.version
+            ));
+        }
+        // Every entry is checked before any is set: a damaged file applies nothing.
         let (mut restored, mut skipped) = (Vec::new(), Vec::new());
         for s in file.switches {
             let state = SwitchState::parse(&s.state)
                 .ok_or_else(|| format!("{}: bad state {:?}", path.display(), s.state))?;
             let until = s.until.as_deref().map(time).transpose()?;
+            let set_at = time(&s.set_at)?;
             if until.is_some_and(|u| now >= u) {
                 continue; // expired while levee was down
             }
@@ -248,10 +261,12 @@ impl Switches {
                 until,
                 reason: s.reason,
                 by: s.by,
-                set_at: time(&s.set_at)?,
+                set_at,
             };
-            self.set(&s.route, sw.clone());
             restored.push((s.route, sw));
+        }
+        for (route, sw) in &restored {
+            self.set(route, sw.clone());
         }
         Ok((restored, skipped))
     }
@@ -347,6 +362,19 @@ mod tests {
             s,
             a.manual().into_iter().find(|(r, _)| r == "recs").unwrap().1
         );
+
+        // A file with one bad entry after good ones applies none of them.
+        let c = Switches::default();
+        let good = r#"{"route":"search","state":"off","until":null,"reason":"","by":"ops","set_at":"2026-11-22T10:00:00Z"}"#;
+        let bad = r#"{"route":"recs","state":"sideways","until":null,"reason":"","by":"ops","set_at":"2026-11-22T10:00:00Z"}"#;
+        std::fs::write(
+            &path,
+            format!(r#"{{"version":1,"switches":[{good},{bad}]}}"#),
+        )
+        .unwrap();
+        let e = c.restore(&path, later, |_| true).unwrap_err();
+        assert!(e.contains("bad state"), "{e}");
+        assert!(!c.any(), "nothing applied from a damaged file");
 
         // No file: nothing to restore. A damaged file: an error naming it.
         let missing = dir.join("none.json");

@@ -319,6 +319,7 @@ async fn switches_survive_a_crash_with_a_state_file() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"saved\": true"), "{}", r.text());
     let r = switch(&levee, "recs", r#"{"state":"degrade","ttl":"1m"}"#, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let saved = std::fs::read_to_string(levee.dir.join("switches.json")).unwrap();

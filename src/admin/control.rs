@@ -97,7 +97,7 @@ pub fn switch(shared: &Shared, route: &str, body: &[u8], by: &str) -> Result<Val
         set_at: now,
     };
     shared.switches.set(route, sw);
-    shared.save_switches();
+    let saved = shared.save_switches();
     tracing::warn!(
         route,
         state = state.as_str(),
@@ -112,6 +112,9 @@ pub fn switch(shared: &Shared, route: &str, body: &[u8], by: &str) -> Result<Val
         "until": until.map(|u| u.to_rfc3339()),
         "reason": reason,
         "by": by,
+        // With `[server] state_file`: whether the switch will survive a restart (false: the
+        // file could not be written; the switch applies all the same). Null without one.
+        "saved": saved,
     }))
 }
 

@@ -558,6 +558,16 @@ fn state_file_check(f: &std::path::Path, d: &mut Diags) {
         d.error("server.state_file", format!("{} is a folder", f.display()));
         return;
     }
+    let folder = dir.unwrap_or(std::path::Path::new("."));
+    if !writable(folder) {
+        d.warning(
+            "server.state_file",
+            format!(
+                "folder {} is not writable by this user: switches would apply but not be saved",
+                folder.display()
+            ),
+        );
+    }
     let probe = crate::switches::Switches::default();
     if let Err(e) = probe.restore(f, chrono::Utc::now(), |_| true) {
         d.warning(
@@ -565,6 +575,16 @@ fn state_file_check(f: &std::path::Path, d: &mut Diags) {
             format!("{e}: levee would start without the switches it saved"),
         );
     }
+}
+
+/// Whether this process may create files in `dir` (`access(2)` with `W_OK`).
+fn writable(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 fn socket_addr(s: &str, path: &str, d: &mut Diags) -> Option<SocketAddr> {

@@ -726,14 +726,18 @@ impl ProxyHttp for LeveeProxy {
         // Nothing sent: the client went away before an answer. Counted and logged as nginx
         // does (499), not as a response: a wave of clients giving up on a slow pool is what
         // an SRE needs to see, and it would otherwise leave no trace.
-        let (status, reason) = match session.response_written().map(|r| r.status.as_u16()) {
+        // (A `100 Continue` alone is no answer either.) An answer of levee's own that could
+        // not be written keeps its reason in the log.
+        let written = session.response_written().map(|r| r.status.as_u16());
+        let (status, reason) = match written.filter(|&s| s >= 200 || s == 101) {
             Some(status) => {
                 metrics.observe(status, secs);
                 (status, ctx.reason.map(Reason::as_str))
             }
             None => {
                 metrics.client_gone();
-                (CLIENT_GONE_STATUS, Some(CLIENT_GONE))
+                let why = ctx.reason.map_or(CLIENT_GONE, Reason::as_str);
+                (CLIENT_GONE_STATUS, Some(why))
             }
         };
         if let Some(log) = self.shared.access_log.get() {
