@@ -5,7 +5,7 @@
 //! file must be unchanged for a second before it is read); and every 10 s tidies idle keys
 //! of the per-client rate-limit tables. On shutdown it exits as soon as the pools are idle.
 
-use crate::config::scheduled_switches;
+use crate::config::{scheduled_switches, FileStamp};
 use crate::pools::health;
 use crate::runtime::Shared;
 use async_trait::async_trait;
@@ -13,24 +13,23 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub struct Supervisor {
     pub shared: Arc<Shared>,
 }
 
-/// What identifies a version of the config file: modification time, size and inode (an
-/// editor that writes a new file and renames it changes the inode even within one tick of
-/// the filesystem's coarse clock).
-type Stamp = (SystemTime, u64, u64);
-
-fn mtime(shared: &Shared) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
+/// The config file's stamp now.
+fn file_stamp(shared: &Shared) -> Option<FileStamp> {
     let rt = shared.current.load();
-    let path = rt.config.source.as_ref()?;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
+    crate::config::file_stamp(rt.config.source.as_ref()?)
+}
+
+/// The stamp of the file the running config was read from (taken before the read, so any
+/// later save differs from it; an admin reload updates it too).
+fn running_stamp(shared: &Shared) -> Option<FileStamp> {
+    shared.current.load().config.stamp
 }
 
 /// Apply schedules and expire TTLs at `now`.
@@ -79,7 +78,9 @@ impl BackgroundService for Supervisor {
         // Before anything waits: SIGHUP's default action would kill the process, and an edit
         // made while levee starts must still count as a change.
         let mut hup = signal(SignalKind::hangup()).ok();
-        let mut seen = mtime(shared);
+        // The last file version acted on (or refused); starts as the one read at start, so
+        // an edit saved while levee was starting is still a change.
+        let mut seen = running_stamp(shared);
         tick_switches(shared, chrono::Utc::now());
         // Ready means the proxy accepts: Pingora binds it on its own thread, after this starts.
         tokio::select! {
@@ -96,7 +97,7 @@ impl BackgroundService for Supervisor {
 
         let mut second = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
-        let mut pending: Option<Stamp> = None;
+        let mut pending: Option<FileStamp> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -104,7 +105,7 @@ impl BackgroundService for Supervisor {
                     // The stamp is taken before the reload reads the file: a change saved
                     // while (or just after) it reads is then seen as a change at the next
                     // tick, not taken for the one just applied.
-                    let before = mtime(shared);
+                    let before = file_stamp(shared);
                     crate::reload::reload(shared, "SIGHUP");
                     seen = before;
                 }
@@ -112,9 +113,10 @@ impl BackgroundService for Supervisor {
                     ticks += 1;
                     tick_switches(shared, chrono::Utc::now());
                     // File watch, debounced: act once the new mtime held for a full tick.
-                    let now = mtime(shared);
-                    // A missing file (mid-save, or deleted) is not a change to act on.
-                    if now.is_some() && now != seen {
+                    let now = file_stamp(shared);
+                    // A missing file (mid-save, or deleted) is not a change to act on; nor is
+                    // the version running (an admin reload already applied it).
+                    if now.is_some() && now != seen && now != running_stamp(shared) {
                         if pending == now {
                             // `now` was read before the reload reads the file (see SIGHUP).
                             crate::reload::reload(shared, "file changed");

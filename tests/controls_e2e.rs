@@ -296,6 +296,17 @@ async fn a_reload_removes_the_metric_series_of_what_it_dropped() {
     );
     assert!(sample(&m, r#"levee_upstream_inflight{pool="p"}"#).is_some());
     assert_eq!(get(levee.proxy, "/search", &[]).await.unwrap().status, 200);
+
+    // The file watch knows the admin call already applied this file: no second reload.
+    // (Real time: the watch runs in the levee process, once a second; two ticks and a half.)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        sample(
+            &levee.metrics().await,
+            r#"levee_config_reloads_total{result="success"}"#
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

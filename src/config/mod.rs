@@ -27,8 +27,23 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// What identifies one version of a config file: modification time, size and inode (an
+/// editor that writes a new file and renames it changes the inode even within one tick of
+/// the filesystem's coarse clock).
+pub type FileStamp = (std::time::SystemTime, u64, u64);
+
+/// The file's stamp now; `None` if it cannot be read.
+pub fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
 /// Load and validate a config file. Relative paths inside resolve against its folder.
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    // Taken before the read: a save that lands during or after it then differs from what
+    // the running config records, and the file watch picks it up.
+    let stamp = file_stamp(path);
     let src = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic {
             severity: Severity::Error,
@@ -40,6 +55,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut loaded = load_str(&src, base)?;
     loaded.config.source = Some(path.to_path_buf());
+    loaded.config.stamp = stamp;
     Ok(loaded)
 }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Config {
     /// The file this config was read from (reload re-reads it).
     pub source: Option<PathBuf>,
+    /// `source`'s stamp, taken just before it was read (the file watch compares against it).
+    pub stamp: Option<super::FileStamp>,
     pub server: ServerSpec,
     pub pools: Vec<PoolSpec>,
     pub groups: Vec<GroupSpec>,

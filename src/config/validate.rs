@@ -149,6 +149,7 @@ pub(super) fn validate(src: &str, base_dir: &Path, d: &mut Diags) -> Option<Conf
     }
     Some(Config {
         source: None,
+        stamp: None,
         server: server?,
         pools,
         groups,
