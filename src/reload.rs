@@ -10,8 +10,9 @@
 //! routes whose name and protections are unchanged keep their breaker state, rate-limit
 //! buckets, client table and learned costs; switches are kept whatever changes. What resets:
 //! the state of a pool or route whose settings changed; the metric series of routes, pools,
-//! groups and endpoints the new config no longer has are removed. `[server]` changes (listen addresses,
-//! threads, tokens) need a restart: they are reported and not applied.
+//! groups and endpoints the new config no longer has are removed. `[server]` changes (listen
+//! addresses, threads, tokens, `state_file`) need a restart: they are reported and not
+//! applied.
 
 use crate::config::{load_file, Severity};
 use crate::runtime::{Runtime, Shared};

@@ -216,9 +216,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Write the manual switches to `[server] state_file`, if there is one. A failure is
-    /// logged (the switch still applies, in memory); it is not the caller's to handle.
-    /// Whether the switches were saved; `None` without a `state_file`.
+    /// Write the manual switches to `[server] state_file`, if there is one: whether they were
+    /// saved (`None` without a `state_file`). A failure is logged here; the switch still
+    /// applies, in memory.
     pub fn save_switches(&self) -> Option<bool> {
         let path = self.current.load().config.server.state_file.clone()?;
         // One save at a time (the admin call and the supervisor's TTL expiry may race): the
