@@ -305,12 +305,6 @@ impl Metrics {
         self.request_limit.with_label_values(&[pool])
     }
 
-    /// Drop the request-limit series of a pool or group that is no longer adaptive (a reload
-    /// turned it static), so it does not stand at its last value.
-    pub fn forget_request_limit(&self, pool: &str) {
-        let _ = self.request_limit.remove_label_values(&[pool]);
-    }
-
     /// After a reload: remove the series of routes, pools, groups and endpoints the new
     /// config no longer has (and the breaker, cache and request-limit series of those that
     /// lost the feature), so none stands at its last value: a removed pool whose endpoints
@@ -320,21 +314,16 @@ impl Metrics {
     pub fn prune(&self, used: &InUse<'_>) -> usize {
         let route = |l: &Labels<'_>| used.routes.contains(label(l, "route"));
         let pool = |l: &Labels<'_>| used.pools.contains(label(l, "pool"));
+        let cache = |l: &Labels<'_>| used.caches.contains(label(l, "route"));
         prune_vec(&self.requests, route)
             + prune_vec(&self.rejections, route)
             + prune_vec(&self.shadow, route)
             + prune_vec(&self.client_aborts, route)
             + prune_vec(&self.duration, route)
             + prune_vec(&self.breaker, |l| used.breakers.contains(label(l, "route")))
-            + prune_vec(&self.cache_lookups, |l| {
-                used.caches.contains(label(l, "route"))
-            })
-            + prune_vec(&self.cache_bytes, |l| {
-                used.caches.contains(label(l, "route"))
-            })
-            + prune_vec(&self.cache_coalesced, |l| {
-                used.caches.contains(label(l, "route"))
-            })
+            + prune_vec(&self.cache_lookups, cache)
+            + prune_vec(&self.cache_bytes, cache)
+            + prune_vec(&self.cache_coalesced, cache)
             + prune_vec(&self.inflight, pool)
             + prune_vec(&self.limit, pool)
             + prune_vec(&self.queued, pool)

@@ -1,9 +1,11 @@
 //! The supervisor: levee's background duties, off the request path. It starts the pools'
 //! health checks and marks levee ready once the proxy listener accepts (exiting if it never
 //! does), then every second applies `[[schedules]]` (logging each switch a schedule turns
-//! on or off) and expires manual switches whose TTL passed (an audit line each); reloads on SIGHUP and when the config file changes (debounced: the
-//! file must be unchanged for a second before it is read); and every 10 s tidies idle keys
-//! of the per-client rate-limit tables. On shutdown it exits as soon as the pools are idle.
+//! on or off) and expires manual switches whose TTL passed (an audit line each, and a save
+//! to `state_file`); reloads on SIGHUP and when the config file changes (debounced: the file
+//! must be unchanged for a second, and differ from the version running, before it is read);
+//! and every 10 s tidies idle keys of the per-client rate-limit tables. On shutdown it exits
+//! as soon as the pools are idle.
 
 use crate::config::{scheduled_switches, FileStamp};
 use crate::pools::health;

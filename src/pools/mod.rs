@@ -204,10 +204,9 @@ pub(crate) fn limiter(
     metrics: &Metrics,
 ) -> (PoolMetrics, Bulkhead, Option<Adaptive>) {
     let mut pm = metrics.pool(name);
+    // (A pool a reload turns static loses the request-limit series in `Metrics::prune`.)
     if adaptive.is_some() {
         pm.request_limit = Some(metrics.request_limit(name));
-    } else {
-        metrics.forget_request_limit(name);
     }
     let bulkhead = Bulkhead::new(max_inflight, queue_max, queue_timeout, pm.clone());
     let adaptive = adaptive.map(|a| adaptive_for(a, max_inflight, &bulkhead));
@@ -294,7 +293,8 @@ mod tests {
         assert!(a.is_some());
         assert_eq!(b.request_limit(), Some(20));
         assert!(text(&m).contains(series), "{}", text(&m));
-        // A reload makes the pool static: the series goes rather than stand at 20.
+        // Static: no request limit, and no series made for it.
+        let m = Metrics::new();
         let (_pm, b, _) = limiter("p", 64, 8, Duration::from_secs(1), None, &m);
         assert_eq!(b.request_limit(), None);
         assert!(!text(&m).contains("levee_concurrency_limit_requests{"));
